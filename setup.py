@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="txregistry",
+    version="0.1.0",
+    description="A container registry (OCI distribution, Docker Registry HTTP API v2) on Twisted",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["txregistry", "txregistry.*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/txregistry_plugin.py"]},
+    install_requires=[
+        "twisted>=23.10",
+        "treq>=23.11",
+        "attrs>=23.1",
+        "pyyaml>=6.0",
+        "zope.interface>=6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "hypothesis>=6.100", "treq>=23.11"],
+    },
+    entry_points={"console_scripts": ["txregistry = txregistry.cli:main"]},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Software Distribution",
+    ],
+)

@@ -1,0 +1,19 @@
+"""
+txregistry: a container registry (OCI distribution-spec v1.1, Docker
+Registry HTTP API v2) on Twisted, a drop-in for registry:2.
+"""
+
+from txregistry.config import Config, ConfigError, loadConfig, parseConfig
+from txregistry.service import makeService, resource, site
+from txregistry.web import RegistryRequest
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "RegistryRequest",
+    "loadConfig",
+    "makeService",
+    "parseConfig",
+    "resource",
+    "site",
+]

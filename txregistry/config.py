@@ -1,0 +1,360 @@
+"""
+registry:2's C{config.yml} (C{version: 0.1}) with its C{REGISTRY_*}
+environment overrides, read into frozen values.
+
+Keys we do not support yet are named in L{Config.warnings}, never silently
+dropped; a file we cannot make sense of raises L{ConfigError} with one line
+that names the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import attrs
+import yaml
+
+DEFAULT_ROOT = "registry-data"
+DEFAULT_ADDR = ":5000"
+
+_DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
+_SUPPORTED_DRIVERS = ("filesystem", "inmemory")
+# storage.* keys that configure the registry rather than name a driver.
+_STORAGE_SETTINGS = ("delete", "maintenance", "cache", "redirect", "tag")
+_LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used; C{str()} of it is one line for people.
+    """
+
+
+@attrs.frozen
+class UploadPurging:
+    enabled: bool = True
+    age: timedelta = timedelta(hours=168)
+    interval: timedelta = timedelta(hours=24)
+    dryRun: bool = False
+
+
+@attrs.frozen
+class Storage:
+    driver: str = "filesystem"
+    rootDirectory: str = DEFAULT_ROOT
+    deleteEnabled: bool = False
+    readOnly: bool = False
+    uploadPurging: UploadPurging = UploadPurging()
+
+
+@attrs.frozen
+class HTTP:
+    #: Twisted endpoint description strings to listen on.
+    listen: tuple[str, ...] = ("tcp:5000",)
+    host: str | None = None
+    relativeURLs: bool = False
+    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Log:
+    level: str = "info"
+    accessLog: bool = True
+
+
+@attrs.frozen
+class Config:
+    storage: Storage = Storage()
+    http: HTTP = HTTP()
+    log: Log = Log()
+    #: One line for each key given that is not supported (yet).
+    warnings: tuple[str, ...] = ()
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parseDuration(text: str) -> timedelta:
+    """
+    A Go duration (C{168h}, C{1h30m}, C{10s}) as registry:2 writes them.
+    """
+    if text == "0":
+        return timedelta(0)
+    position, seconds = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise ValueError(f"{text!r} is not a duration like 168h or 1h30m")
+    return timedelta(seconds=seconds)
+
+
+def listenEndpoint(addr: str, net: str = "tcp") -> str:
+    """
+    The Twisted endpoint for registry:2's C{http.addr} (C{:5000},
+    C{127.0.0.1:5000}, C{[::1]:5000}) or, with C{net: unix}, a socket path.
+    """
+    if net == "unix":
+        return "unix:" + addr.replace(":", r"\:")
+    if net != "tcp":
+        raise ValueError(f"net {net!r} is not tcp or unix")
+    host, separator, port = addr.rpartition(":")
+    if not separator or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{addr!r} is not [host]:port")
+    host = host.strip("[]")
+    if not host:
+        return f"tcp:{port}"
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{addr!r}: the host must be an IP address") from None
+    if address.version == 6:
+        return f"tcp6:{port}:interface={str(address).replace(':', chr(92) + ':')}"
+    return f"tcp:{port}:interface={address}"
+
+
+def _overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
+    found = []
+    for key, value in environ.items():
+        if not key.startswith("REGISTRY_") or len(key) == len("REGISTRY_"):
+            continue
+        path = key[len("REGISTRY_") :].lower().split("_")
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            parsed = value
+        found.append((path, parsed))
+    # registry:2 applies parents before their children.
+    return sorted(found, key=lambda item: len(item[0]))
+
+
+def applyEnvironment(document: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """
+    C{document} with registry:2's C{REGISTRY_<KEY>_<KEY>...} variables
+    applied, each value read as YAML.
+    """
+    for path, value in _overrides(environ):
+        node = document
+        for part in path[:-1]:
+            child = node.get(part)
+            if part == "storage" and isinstance(child, str):
+                child = {child: {}}
+            if not isinstance(child, dict):
+                child = {}
+            node[part] = child
+            node = child
+        if path == ["storage"] and isinstance(value, str):
+            # REGISTRY_STORAGE=inmemory picks the driver.
+            settings = {k: v for k, v in (node.get("storage") or {}).items() if k in _STORAGE_SETTINGS}
+            value = {value: {}, **settings}
+        node[path[-1]] = value
+    return document
+
+
+class _Reader:
+    """
+    Reads typed values out of the parsed document, remembering every key it
+    was asked about so that the rest can be warned about.
+    """
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.known: set[str] = set()
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        self.known.add(key)
+        node: Any = self.document
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        if node is None:
+            return default
+        if kind is bool and not isinstance(node, bool):
+            raise ConfigError(f"{key}: expected true or false, got {node!r}")
+        if not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise ConfigError(f"{key}: expected {_KIND_NAMES.get(names, names)}, got {node!r}")
+        return node
+
+    def duration(self, key: str, default: timedelta) -> timedelta:
+        text = self.get(key, str)
+        if text is None:
+            return default
+        try:
+            return parseDuration(text)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+    def unknown(self) -> list[str]:
+        """
+        Every leaf or section of the document that was never asked about.
+        """
+        found: list[str] = []
+
+        def walk(node: Any, prefix: str) -> None:
+            for key, value in node.items():
+                path = f"{prefix}{key}"
+                if path in self.known and not isinstance(value, dict):
+                    continue
+                if isinstance(value, dict) and any(k.startswith(path + ".") for k in self.known):
+                    walk(value, path + ".")
+                elif path not in self.known:
+                    found.append(path)
+
+        walk(self.document, "")
+        return found
+
+
+_KIND_NAMES = {
+    "str": "a string",
+    "dict": "a mapping",
+    "bool": "true or false",
+    "int": "an integer",
+    "list": "a list",
+}
+
+
+def _storage(reader: _Reader) -> Storage:
+    section = reader.get("storage", dict)
+    if section is None:
+        raise ConfigError(
+            "storage: no storage driver is configured (storage.filesystem.rootdirectory, for one)"
+        )
+    drivers = [key for key in section if key not in _STORAGE_SETTINGS]
+    if len(drivers) != 1:
+        named = ", ".join(str(d) for d in drivers) or "none"
+        raise ConfigError(f"storage: exactly one storage driver must be configured, found {named}")
+    driver = drivers[0]
+    if driver not in _SUPPORTED_DRIVERS:
+        supported = " and ".join(_SUPPORTED_DRIVERS)
+        if driver in _DRIVERS:
+            raise ConfigError(f"storage.{driver}: this storage driver is not supported yet ({supported} are)")
+        raise ConfigError(f"storage.{driver}: unknown storage driver ({supported} are supported)")
+    reader.get(f"storage.{driver}", dict)
+    root = DEFAULT_ROOT
+    if driver == "filesystem":
+        root = reader.get("storage.filesystem.rootdirectory", str, "/var/lib/registry")
+    reader.get("storage.maintenance", dict)
+    reader.get("storage.maintenance.uploadpurging", dict)
+    purging = UploadPurging(
+        enabled=reader.get("storage.maintenance.uploadpurging.enabled", bool, True),
+        age=reader.duration("storage.maintenance.uploadpurging.age", timedelta(hours=168)),
+        interval=reader.duration("storage.maintenance.uploadpurging.interval", timedelta(hours=24)),
+        dryRun=reader.get("storage.maintenance.uploadpurging.dryrun", bool, False),
+    )
+    if purging.enabled and purging.interval <= timedelta(0):
+        raise ConfigError("storage.maintenance.uploadpurging.interval: must be more than 0")
+    reader.get("storage.delete", dict)
+    reader.get("storage.maintenance.readonly", dict)
+    return Storage(
+        driver=driver,
+        rootDirectory=root,
+        deleteEnabled=reader.get("storage.delete.enabled", bool, False),
+        readOnly=reader.get("storage.maintenance.readonly.enabled", bool, False),
+        uploadPurging=purging,
+    )
+
+
+def _http(reader: _Reader) -> HTTP:
+    reader.get("http", dict)
+    addr = reader.get("http.addr", str, DEFAULT_ADDR)
+    net = reader.get("http.net", str, "tcp")
+    try:
+        listen = listenEndpoint(addr, net)
+    except ValueError as e:
+        raise ConfigError(f"http.addr: {e}") from None
+    headers = reader.get("http.headers", dict, {})
+    parsed: dict[str, tuple[str, ...]] = {}
+    for name, value in headers.items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float)) for v in values):
+            raise ConfigError(f"http.headers.{name}: expected a string or a list of strings")
+        parsed[str(name)] = tuple(str(v) for v in values)
+    host = reader.get("http.host", str)
+    if host is not None and not re.match(r"https?://[^/]+", host):
+        raise ConfigError(f"http.host: expected a URL like https://registry.example.com, got {host!r}")
+    return HTTP(
+        listen=(listen,),
+        host=host,
+        relativeURLs=reader.get("http.relativeurls", bool, False),
+        headers=parsed,
+    )
+
+
+def _log(reader: _Reader) -> Log:
+    reader.get("log", dict)
+    level = reader.get("log.level", str, "info").lower()
+    if level == "warning":
+        level = "warn"
+    if level not in _LOG_LEVELS:
+        raise ConfigError(f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {level!r}")
+    reader.get("log.accesslog", dict)
+    return Log(level=level, accessLog=not reader.get("log.accesslog.disabled", bool, False))
+
+
+def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """
+    A configuration from the text of a C{config.yml} (C{None} for none at
+    all: a filesystem registry in C{./registry-data} on port 5000) and the
+    environment's C{REGISTRY_*} variables.
+    """
+    environ = os.environ if environ is None else environ
+    if text is None:
+        document: Any = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": DEFAULT_ROOT}}}
+    else:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"config: not valid YAML{where}: {problem}") from None
+        if document is None:
+            document = {}
+        if not isinstance(document, dict):
+            raise ConfigError("config: expected a mapping of keys at the top level")
+    document = applyEnvironment(document, environ)
+    reader = _Reader(document)
+    version = reader.get("version", (str, float))
+    if version is None:
+        raise ConfigError("version: missing (registry:2 configuration files start with 'version: 0.1')")
+    if str(version) != "0.1":
+        raise ConfigError(f"version: only version 0.1 is known, got {version!r}")
+    config = Config(storage=_storage(reader), http=_http(reader), log=_log(reader))
+    warnings = tuple(f"config key {key} is not supported yet and is ignored" for key in reader.unknown())
+    return attrs.evolve(config, warnings=warnings)
+
+
+def loadConfig(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """
+    L{parseConfig} of the file at C{path}.
+    """
+    if path is None:
+        return parseConfig(None, environ)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config: {path} is not UTF-8 text") from None
+    return parseConfig(text, environ)

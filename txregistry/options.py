@@ -1,0 +1,62 @@
+"""
+The command line of C{twistd registry} and C{txregistry serve}.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+from twisted.python import usage
+
+from txregistry.config import Config, ConfigError, loadConfig
+
+
+class Options(usage.Options):
+    synopsis = "[options] [CONFIG]"
+    longdesc = (
+        "Run a container registry (OCI distribution / Docker Registry HTTP API v2). "
+        "With no configuration it keeps its data in ./registry-data and listens on port 5000. "
+        "CONFIG is a registry:2 config.yml; REGISTRY_* environment variables override it."
+    )
+    optParameters = [
+        ["config", "c", None, "registry:2 configuration file (config.yml)"],
+        ["root", None, None, "filesystem storage directory (overrides the configuration)"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """
+        Twisted endpoint to listen on, e.g. tcp:5000:interface=127.0.0.1 (repeatable;
+        default: http.addr of the configuration, else tcp:5000)
+        """
+        self["listen"].append(description)
+
+    def parseArgs(self, config: str | None = None) -> None:
+        if config is not None:
+            if self["config"] is not None:
+                raise usage.UsageError("give the configuration file once, as --config or as CONFIG")
+            self["config"] = config
+
+    def postOptions(self) -> None:
+        try:
+            self.registryConfig = configFromOptions(self)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def configFromOptions(options: usage.Options) -> Config:
+    path = options["config"]
+    if path is None and os.environ.get("REGISTRY_CONFIGURATION_PATH"):
+        path = os.environ["REGISTRY_CONFIGURATION_PATH"]
+    environ = {k: v for k, v in os.environ.items() if k != "REGISTRY_CONFIGURATION_PATH"}
+    config = loadConfig(path, environ)
+    if options["root"] is not None:
+        storage = attrs.evolve(config.storage, driver="filesystem", rootDirectory=options["root"])
+        config = attrs.evolve(config, storage=storage)
+    if options["listen"]:
+        config = attrs.evolve(config, http=attrs.evolve(config.http, listen=tuple(options["listen"])))
+    return config

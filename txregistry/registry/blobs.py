@@ -1,0 +1,61 @@
+"""
+Blobs as a repository sees them: content in the shared blob store that the
+repository links to.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from txregistry.errors import RegistryError
+from txregistry.reference import Digest
+from txregistry.registry.links import deleteIfPresent, readLink, writeLink
+from txregistry.storage import IReader, IStorageDriver, PathNotFound, layout
+
+
+@attrs.frozen
+class Blobs:
+    driver: IStorageDriver
+    name: str
+
+    async def size(self, digest: Digest) -> int:
+        """
+        The size of a blob the repository links to; C{BLOB_UNKNOWN} if it
+        does not, or if the blob store lost the content.
+        """
+        if await readLink(self.driver, layout.layerLink(self.name, digest)) != digest:
+            raise RegistryError.blobUnknown(digest)
+        try:
+            info = await self.driver.stat(layout.blobData(digest))
+        except PathNotFound:
+            raise RegistryError.blobUnknown(digest) from None
+        return info.size
+
+    async def open(self, digest: Digest, offset: int = 0) -> IReader:
+        try:
+            return await self.driver.reader(layout.blobData(digest), offset)
+        except PathNotFound:
+            raise RegistryError.blobUnknown(digest) from None
+
+    async def link(self, digest: Digest) -> None:
+        await writeLink(self.driver, layout.layerLink(self.name, digest), digest)
+
+    async def delete(self, digest: Digest) -> None:
+        """
+        Unlink the blob from the repository. The content stays in the blob
+        store for other repositories until garbage collection.
+        """
+        if not await deleteIfPresent(self.driver, layout.layerLink(self.name, digest)):
+            raise RegistryError.blobUnknown(digest)
+
+    async def mount(self, digest: Digest, source: str) -> int | None:
+        """
+        Link a blob that repository C{source} has into this one. The size of
+        the blob, or C{None} when C{source} does not have it.
+        """
+        try:
+            size = await Blobs(self.driver, source).size(digest)
+        except RegistryError:
+            return None
+        await self.link(digest)
+        return size

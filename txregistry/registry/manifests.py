@@ -1,0 +1,126 @@
+"""
+Manifests of a repository: kept byte for byte in the blob store, linked as
+revisions, reached by digest or through tags.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from txregistry.errors import RegistryError
+from txregistry.manifest import Manifest, isForeign, parseManifest, storedMediaType
+from txregistry.reference import Digest, checkTag, looksLikeDigest
+from txregistry.registry.blobs import Blobs
+from txregistry.registry.links import deleteIfPresent, exists, readLink, writeLink
+from txregistry.registry.tags import Tags
+from txregistry.storage import IStorageDriver, PathNotFound, layout
+
+
+@attrs.frozen
+class StoredManifest:
+    digest: Digest
+    content: bytes
+    mediaType: str
+
+
+@attrs.frozen
+class Manifests:
+    driver: IStorageDriver
+    name: str
+
+    @property
+    def tags(self) -> Tags:
+        return Tags(self.driver, self.name)
+
+    async def _digestOf(self, reference: str) -> Digest:
+        if looksLikeDigest(reference):
+            return Digest.parse(reference)
+        return await self.tags.resolve(checkTag(reference))
+
+    async def get(self, reference: str) -> StoredManifest:
+        """
+        The manifest a tag or digest names in this repository.
+        """
+        digest = await self._digestOf(reference)
+        if await readLink(self.driver, layout.revisionLink(self.name, digest)) != digest:
+            raise RegistryError.manifestUnknown(reference)
+        try:
+            content = await self.driver.getContent(layout.blobData(digest))
+        except PathNotFound:
+            raise RegistryError.manifestUnknown(reference) from None
+        return StoredManifest(digest, content, storedMediaType(content))
+
+    async def _checkReferences(self, manifest: Manifest) -> None:
+        blobs = Blobs(self.driver, self.name)
+        for descriptor in manifest.blobs:
+            if isForeign(descriptor):
+                continue
+            try:
+                await blobs.size(descriptor.digest)
+            except RegistryError:
+                raise RegistryError(
+                    "MANIFEST_BLOB_UNKNOWN",
+                    "the manifest references a blob this repository does not have",
+                    {"digest": str(descriptor.digest)},
+                ) from None
+        for child in manifest.children:
+            if not await exists(self.driver, layout.revisionLink(self.name, child.digest)):
+                raise RegistryError(
+                    "MANIFEST_BLOB_UNKNOWN",
+                    "the index references a manifest this repository does not have",
+                    {"digest": str(child.digest)},
+                )
+
+    async def put(self, reference: str, content: bytes, contentType: str | None) -> Manifest:
+        """
+        Store a manifest under a tag or its digest. Nothing is written unless
+        the manifest is valid and everything it references is here.
+        """
+        tag = None
+        if looksLikeDigest(reference):
+            digest = Digest.parse(reference)
+            actual = Digest.of(content, digest.algorithm)
+            if actual != digest:
+                raise RegistryError(
+                    "DIGEST_INVALID",
+                    "the manifest's content does not match the digest it was pushed by",
+                    {"expected": str(digest), "actual": str(actual)},
+                )
+        else:
+            tag = checkTag(reference)
+            digest = Digest.of(content)
+        manifest = parseManifest(content, contentType)
+        await self._checkReferences(manifest)
+
+        if not await exists(self.driver, layout.blobData(digest)):
+            await self.driver.putContent(layout.blobData(digest), content)
+        await writeLink(self.driver, layout.revisionLink(self.name, digest), digest)
+        if manifest.subject is not None:
+            await writeLink(
+                self.driver, layout.referrerLink(self.name, manifest.subject.digest, digest), digest
+            )
+        if tag is not None:
+            await self.tags.tag(tag, digest)
+        return manifest
+
+    async def delete(self, reference: str) -> None:
+        """
+        Delete a tag, or a manifest revision with every tag that points at
+        it. Content stays in the blob store until garbage collection.
+        """
+        if not looksLikeDigest(reference):
+            await self.tags.untag(checkTag(reference))
+            return
+        stored = await self.get(reference)
+        for tag in await self.tags.pointingAt(stored.digest):
+            await self.tags.untag(tag)
+        manifest = None
+        try:
+            manifest = parseManifest(stored.content)
+        except RegistryError:
+            pass
+        if manifest is not None and manifest.subject is not None:
+            await deleteIfPresent(
+                self.driver, layout.referrerLink(self.name, manifest.subject.digest, stored.digest)
+            )
+        await deleteIfPresent(self.driver, layout.revisionLink(self.name, stored.digest))

@@ -1,0 +1,236 @@
+"""
+Blob uploads: bytes streamed into a file of their own, hashed on the way,
+and moved into the blob store only once their digest is verified.
+
+The hash of what an upload holds so far is kept in memory, but only as a
+shortcut: when this process has none for an upload (it was restarted, or
+another instance wrote to the upload) or the one it has no longer matches
+the stored size, the hash is computed again from storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid as uuidlib
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredLock
+from zope.interface import Interface
+
+from txregistry.errors import RegistryError
+from txregistry.logging import logger
+from txregistry.reference import Digest
+from txregistry.registry.blobs import Blobs
+from txregistry.registry.links import deleteIfPresent, exists
+from txregistry.storage import IStorageDriver, PathNotFound, layout
+from txregistry.storage.streams import hashReader
+
+log = logger(__name__)
+
+# registry:2 names uploads with UUIDs; anything else we are handed must at
+# least be one safe path component.
+_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}")
+
+
+class IBody(Interface):
+    """
+    Bytes arriving from somewhere (a request body), delivered at the pace of
+    whoever takes them.
+    """
+
+    def deliver(sink: Callable[[bytes], Deferred[None]]) -> Deferred[int]:
+        """
+        Call C{sink} with each chunk, waiting for its Deferred before taking
+        in more. Fires with the number of bytes delivered once the body has
+        ended; fails if it was cut short.
+        """
+
+
+def checkUUID(uuid: str) -> str:
+    if _UUID.fullmatch(uuid) is None or ".." in uuid:
+        raise RegistryError.uploadUnknown(uuid)
+    return uuid
+
+
+@attrs.define
+class _Progress:
+    name: str
+    size: int
+    hasher: Any
+
+
+@attrs.frozen
+class UploadStatus:
+    uuid: str
+    size: int
+
+
+def _rangeInvalid(size: int) -> RegistryError:
+    return RegistryError(
+        "RANGE_INVALID",
+        f"the upload holds {size} bytes: the next chunk must start at byte {size}",
+        {"size": size},
+        headers={"Range": f"0-{max(size - 1, 0)}"},
+    )
+
+
+class Uploads:
+    """
+    Every upload of a registry, in all its repositories.
+    """
+
+    def __init__(self, driver: IStorageDriver) -> None:
+        self.driver = driver
+        self._progress: dict[str, _Progress] = {}
+        self._locks: dict[str, DeferredLock] = {}
+
+    async def _locked(self, uuid: str, work: Callable[[], Any]) -> Any:
+        lock = self._locks.setdefault(uuid, DeferredLock())
+        await lock.acquire()
+        try:
+            return await work()
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(uuid, None)
+
+    async def start(self, name: str) -> UploadStatus:
+        uuid = str(uuidlib.uuid4())
+        startedAt = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        await self.driver.putContent(layout.uploadStartedAt(name, uuid), startedAt.encode())
+        self._progress[uuid] = _Progress(name, 0, hashlib.sha256())
+        return UploadStatus(uuid, 0)
+
+    async def _recover(self, name: str, uuid: str) -> _Progress:
+        """
+        What the upload holds: the size in storage, and a hash of it that is
+        computed again from storage unless ours is known to cover it.
+        """
+        checkUUID(uuid)
+        dataPath = layout.uploadData(name, uuid)
+        try:
+            size = (await self.driver.stat(dataPath)).size
+        except PathNotFound:
+            if not await exists(self.driver, layout.uploadStartedAt(name, uuid)):
+                self._progress.pop(uuid, None)
+                raise RegistryError.uploadUnknown(uuid) from None
+            size = 0
+        progress = self._progress.get(uuid)
+        if progress is None or progress.name != name or progress.size != size:
+            if size:
+                log.info("re-hashing {size} bytes of upload {uuid} from storage", size=size, uuid=uuid)
+                hasher = await hashReader(await self.driver.reader(dataPath))
+            else:
+                hasher = hashlib.sha256()
+            progress = self._progress[uuid] = _Progress(name, size, hasher)
+        return progress
+
+    async def status(self, name: str, uuid: str) -> UploadStatus:
+        checkUUID(uuid)
+        dataPath = layout.uploadData(name, uuid)
+        try:
+            return UploadStatus(uuid, (await self.driver.stat(dataPath)).size)
+        except PathNotFound:
+            if await exists(self.driver, layout.uploadStartedAt(name, uuid)):
+                return UploadStatus(uuid, 0)
+            raise RegistryError.uploadUnknown(uuid) from None
+
+    async def _append(self, name: str, uuid: str, body: IBody, start: int | None) -> UploadStatus:
+        progress = await self._recover(name, uuid)
+        if start is not None and start != progress.size:
+            raise _rangeInvalid(progress.size)
+        writer = await self.driver.writer(layout.uploadData(name, uuid), append=True)
+
+        def sink(data: bytes) -> Deferred[None]:
+            progress.hasher.update(data)
+            return writer.write(data)
+
+        try:
+            await body.deliver(sink)
+        except BaseException:
+            # The hash may now cover bytes that never reached storage: let
+            # the next request compute it again from what is there.
+            self._progress.pop(uuid, None)
+            await writer.close()
+            raise
+        await writer.close()
+        progress.size = writer.size
+        return UploadStatus(uuid, writer.size)
+
+    async def append(self, name: str, uuid: str, body: IBody, start: int | None = None) -> UploadStatus:
+        """
+        Add a chunk. C{start}, where the client said where its chunk goes,
+        must be where the upload ends (C{RANGE_INVALID} otherwise).
+        """
+        checkUUID(uuid)
+        return await self._locked(uuid, lambda: self._append(name, uuid, body, start))
+
+    async def finish(
+        self, name: str, uuid: str, digest: Digest, body: IBody | None = None, start: int | None = None
+    ) -> int:
+        """
+        Add the last chunk, if any, then verify the whole upload against
+        C{digest} and make it a blob of the repository. A digest that does
+        not match cancels the upload. The blob's size.
+        """
+        checkUUID(uuid)
+
+        async def finish() -> int:
+            if body is not None:
+                await self._append(name, uuid, body, start)
+            progress = await self._recover(name, uuid)
+            dataPath = layout.uploadData(name, uuid)
+            if digest.algorithm == "sha256":
+                actual = progress.hasher.copy().hexdigest()
+            else:
+                actual = (await hashReader(await self.driver.reader(dataPath), digest.algorithm)).hexdigest()
+            if actual != digest.hex:
+                await self._cancel(name, uuid)
+                raise RegistryError(
+                    "DIGEST_INVALID",
+                    "the uploaded content does not match the digest given",
+                    {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
+                )
+            # Opening to append makes the file of an empty upload, and commit
+            # makes the data durable before the rename makes it visible.
+            writer = await self.driver.writer(dataPath, append=True)
+            await writer.commit()
+            if await exists(self.driver, layout.blobData(digest)):
+                await self.driver.delete(layout.upload(name, uuid))
+            else:
+                await self.driver.move(dataPath, layout.blobData(digest))
+                await deleteIfPresent(self.driver, layout.upload(name, uuid))
+            await Blobs(self.driver, name).link(digest)
+            self._progress.pop(uuid, None)
+            return progress.size
+
+        result: int = await self._locked(uuid, finish)
+        return result
+
+    async def _cancel(self, name: str, uuid: str) -> None:
+        self._progress.pop(uuid, None)
+        if not await deleteIfPresent(self.driver, layout.upload(name, uuid)):
+            raise RegistryError.uploadUnknown(uuid)
+
+    async def cancel(self, name: str, uuid: str) -> None:
+        checkUUID(uuid)
+        await self._locked(uuid, lambda: self._cancel(name, uuid))
+
+    async def startedAt(self, name: str, uuid: str) -> datetime | None:
+        """
+        When an upload was started, from its C{startedat} file (or the
+        file's own time where its content cannot be read).
+        """
+        path = layout.uploadStartedAt(name, uuid)
+        try:
+            text = (await self.driver.getContent(path)).decode("ascii", "replace").strip()
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except PathNotFound:
+            return None
+        except ValueError:
+            info = await self.driver.stat(path)
+            return datetime.fromtimestamp(info.modified, timezone.utc)

@@ -1,0 +1,107 @@
+"""
+From a configuration to a running registry: its storage, its resource, its
+site, the endpoints it listens on and its background jobs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+
+from txregistry.config import Config
+from txregistry.logging import logger, setLevel
+from txregistry.registry import Registry, UploadPurger
+from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
+from txregistry.web import Context, RegistryRequest, RegistryResource, RootResource
+
+log = logger(__name__)
+
+
+def storageDriver(config: Config) -> IStorageDriver:
+    if config.storage.driver == "inmemory":
+        return MemoryDriver()
+    root = config.storage.rootDirectory
+    os.makedirs(root, exist_ok=True)
+    return FilesystemDriver(root)
+
+
+def registryOf(config: Config, driver: IStorageDriver | None = None) -> Registry:
+    return Registry(
+        driver if driver is not None else storageDriver(config),
+        deleteEnabled=config.storage.deleteEnabled,
+        readOnly=config.storage.readOnly,
+    )
+
+
+def resource(config: Config, registry: Registry | None = None) -> RegistryResource:
+    """
+    The registry's API as a resource to put at C{/v2} of a L{Site}. Give
+    the site C{requestFactory=RegistryRequest} so that uploads stream
+    instead of being read whole first.
+    """
+    registry = registry if registry is not None else registryOf(config)
+    context = Context(registry, host=config.http.host, relativeURLs=config.http.relativeURLs)
+    return RegistryResource(registry, context, config.http.headers)
+
+
+class _Site(Site):
+    def __init__(self, root: IResource, accessLog: bool) -> None:
+        super().__init__(root)
+        self.requestFactory = RegistryRequest
+        self._accessLog = accessLog
+
+    def log(self, request: object) -> None:
+        if self._accessLog:
+            super().log(request)  # type: ignore[arg-type]
+
+
+def site(config: Config, registry: Registry | None = None) -> Site:
+    """
+    A site that serves the registry at C{/v2/}, and OCI errors elsewhere.
+    """
+    return _Site(RootResource(resource(config, registry)), config.log.accessLog)
+
+
+class _RegistryService(MultiService):
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+
+    def startService(self) -> None:
+        for warning in self.config.warnings:
+            log.warn("{warning}", warning=warning)
+        storage = self.config.storage
+        log.info(
+            "txregistry: {driver} storage{where}, listening on {listen}",
+            driver=storage.driver,
+            where=f" in {os.path.abspath(storage.rootDirectory)}" if storage.driver == "filesystem" else "",
+            listen=", ".join(self.config.http.listen),
+        )
+        super().startService()
+
+
+def makeService(config: Config) -> IService:
+    """
+    The registry as a service: its listening endpoints and, when enabled,
+    the purging of old uploads.
+    """
+    setLevel(config.log.level)
+    registry = registryOf(config)
+    service = _RegistryService(config)
+    factory = site(config, registry)
+    for description in config.http.listen:
+        endpoint = serverFromString(reactor, description)
+        listener = StreamServerEndpointService(endpoint, factory)
+        # A port that cannot be bound must stop start-up, not only be logged.
+        listener._raiseSynchronously = True
+        listener.setServiceParent(service)
+    purging = config.storage.uploadPurging
+    if purging.enabled and not registry.readOnly:
+        UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)
+    return service

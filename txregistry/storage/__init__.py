@@ -1,0 +1,26 @@
+"""
+Where the registry keeps its bytes: the driver interface, its providers and
+registry:2's layout.
+"""
+
+from txregistry.storage.filesystem import FilesystemDriver
+from txregistry.storage.interfaces import (
+    FileInfo,
+    IFileWriter,
+    IReader,
+    IStorageDriver,
+    PathNotFound,
+    StorageUnavailable,
+)
+from txregistry.storage.memory import MemoryDriver
+
+__all__ = [
+    "FileInfo",
+    "FilesystemDriver",
+    "IFileWriter",
+    "IReader",
+    "IStorageDriver",
+    "MemoryDriver",
+    "PathNotFound",
+    "StorageUnavailable",
+]

@@ -1,0 +1,151 @@
+"""
+The contract between the registry and where it keeps its bytes.
+
+Paths are absolute, slash-separated strings below the driver's own root
+(C{/docker/registry/v2/...}); a driver maps them onto its medium. Drivers
+know nothing of registries: they store files, and every driver passes the
+same driver test suite.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+
+class PathNotFound(Exception):
+    """
+    Nothing is stored at the path.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+class StorageUnavailable(Exception):
+    """
+    The storage medium cannot be reached or refused the request; nothing was
+    changed by the failed call.
+    """
+
+
+@attrs.frozen
+class FileInfo:
+    path: str
+    size: int
+    isDirectory: bool
+    #: Seconds since the epoch of the last change.
+    modified: float
+
+
+class IReader(Interface):
+    """
+    A file opened for reading from some offset onwards.
+    """
+
+    def read(size: int) -> Deferred[bytes]:
+        """
+        Up to C{size} more bytes; C{b""} only at the end of the file. Do not
+        call again before the previous result has arrived.
+        """
+
+    def close() -> None:
+        """
+        Release the file; further reads are not allowed.
+        """
+
+
+class IFileWriter(Interface):
+    """
+    A file being written, by appending. Nothing written through it is
+    promised to be durable before L{commit} has fired.
+    """
+
+    size = Attribute("Bytes in the file so far, including any it had when opened to append.")
+
+    def write(data: bytes) -> Deferred[None]:
+        """
+        Append C{data}. Do not call again before the result fires: that is how
+        a driver slows its callers down (a request body, an upstream fetch)
+        to the pace of its medium.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Flush and release, keeping what was written so that a later writer
+        can append to it.
+        """
+
+    def commit() -> Deferred[None]:
+        """
+        Flush, make durable and release; the file then has exactly C{size}
+        bytes.
+        """
+
+    def cancel() -> Deferred[None]:
+        """
+        Release and remove the file.
+        """
+
+
+class IStorageDriver(Interface):
+    """
+    A place to keep files. Every method returns a L{Deferred}; those that
+    look a path up fail with L{PathNotFound} when nothing is there, and
+    every one fails with L{StorageUnavailable} when the medium cannot be
+    reached.
+    """
+
+    name = Attribute("A short name for logs and metrics: 'filesystem', 'inmemory', ...")
+
+    def getContent(path: str) -> Deferred[bytes]:
+        """
+        The whole content of a small file (link files, manifests): never
+        for blobs, which are read with L{reader}.
+        """
+
+    def putContent(path: str, content: bytes) -> Deferred[None]:
+        """
+        Replace the file at C{path} with C{content}, atomically: a reader sees
+        the old content or the new, never a mix or a truncated file.
+        Missing parent directories are made.
+        """
+
+    def reader(path: str, offset: int = 0) -> Deferred[IReader]:
+        """
+        Open a file to read from C{offset}.
+        """
+
+    def writer(path: str, append: bool = False) -> Deferred[IFileWriter]:
+        """
+        Open a file to write: to append to what it holds, or, with
+        C{append=False}, starting empty. Missing parent directories are made.
+        """
+
+    def stat(path: str) -> Deferred[FileInfo]:
+        """
+        What is at C{path}: a file or a directory.
+        """
+
+    def list(path: str) -> Deferred[list[str]]:
+        """
+        The full paths of the direct children of the directory C{path}, in
+        no particular order.
+        """
+
+    def move(source: str, destination: str) -> Deferred[None]:
+        """
+        Move a file, replacing whatever C{destination} held, atomically as
+        far as readers of C{destination} can tell.
+        """
+
+    def delete(path: str) -> Deferred[None]:
+        """
+        Remove a file, or a directory with everything below it.
+        """

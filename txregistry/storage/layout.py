@@ -1,0 +1,92 @@
+"""
+Where registry:2 keeps each thing, so that a store written by either
+registry is read by the other.
+
+    /docker/registry/v2/blobs/<alg>/<hex[:2]>/<hex>/data
+    /docker/registry/v2/repositories/<name>/_layers/<alg>/<hex>/link
+    /docker/registry/v2/repositories/<name>/_manifests/revisions/<alg>/<hex>/link
+    /docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link
+    /docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link
+    /docker/registry/v2/repositories/<name>/_uploads/<uuid>/data
+    /docker/registry/v2/repositories/<name>/_uploads/<uuid>/startedat
+
+Referrers are ours alone (registry:2 has no referrers API) and live where
+it does not look:
+
+    /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>/link
+"""
+
+from __future__ import annotations
+
+from txregistry.reference import Digest
+
+ROOT = "/docker/registry/v2"
+REPOSITORIES = f"{ROOT}/repositories"
+
+
+def blobDirectory(digest: Digest) -> str:
+    return f"{ROOT}/blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+
+
+def blobData(digest: Digest) -> str:
+    return f"{blobDirectory(digest)}/data"
+
+
+def repository(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
+
+
+def layerLink(name: str, digest: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/_layers/{digest.algorithm}/{digest.hex}/link"
+
+
+def manifests(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests"
+
+
+def revisionLink(name: str, digest: Digest) -> str:
+    return f"{manifests(name)}/revisions/{digest.algorithm}/{digest.hex}/link"
+
+
+def tags(name: str) -> str:
+    return f"{manifests(name)}/tags"
+
+
+def tag(name: str, tag: str) -> str:
+    return f"{tags(name)}/{tag}"
+
+
+def tagCurrentLink(name: str, tag: str) -> str:
+    return f"{tags(name)}/{tag}/current/link"
+
+
+def tagIndexLink(name: str, tag: str, digest: Digest) -> str:
+    return f"{tags(name)}/{tag}/index/{digest.algorithm}/{digest.hex}/link"
+
+
+def uploads(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads"
+
+
+def upload(name: str, uuid: str) -> str:
+    return f"{uploads(name)}/{uuid}"
+
+
+def uploadData(name: str, uuid: str) -> str:
+    return f"{uploads(name)}/{uuid}/data"
+
+
+def uploadStartedAt(name: str, uuid: str) -> str:
+    return f"{uploads(name)}/{uuid}/startedat"
+
+
+def referrers(name: str, subject: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/_referrers/{subject.algorithm}/{subject.hex}"
+
+
+def referrerLink(name: str, subject: Digest, referrer: Digest) -> str:
+    return f"{referrers(name, subject)}/{referrer.algorithm}/{referrer.hex}/link"
+
+
+def basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]

@@ -1,0 +1,16 @@
+"""
+What C{twistd registry} runs.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import IService
+
+from txregistry.options import Options
+from txregistry.service import makeService as _makeService
+
+__all__ = ["Options", "makeService"]
+
+
+def makeService(options: Options) -> IService:
+    return _makeService(options.registryConfig)

@@ -1,0 +1,96 @@
+"""
+C{/v2/<name>/blobs/<digest>}: fetching (whole or a byte range), checking
+and deleting blobs.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.web.server import Request
+
+from txregistry.errors import RegistryError
+from txregistry.reference import Digest
+from txregistry.storage.streams import streamTo
+from txregistry.web.context import Context
+from txregistry.web.responses import Endpoint, setHeaders, writeEmpty
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parseRange(header: str | None, size: int) -> tuple[int, int] | None:
+    """
+    The first and last byte a C{Range} header asks for, or C{None} for the
+    whole blob (no header, or one we may ignore: several ranges, another
+    unit). C{RANGE_INVALID} for a range that cannot be satisfied.
+    """
+    if header is None:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0:
+            raise _unsatisfiable(size)
+        return max(size - suffix, 0), size - 1
+    start = int(first)
+    end = size - 1 if not last else min(int(last), size - 1)
+    if start >= size or start > end:
+        raise _unsatisfiable(size)
+    return start, end
+
+
+def _unsatisfiable(size: int) -> RegistryError:
+    return RegistryError(
+        "RANGE_INVALID",
+        "the requested range is not satisfiable",
+        {"size": size},
+        status=416,
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+class BlobEndpoint(Endpoint):
+    def __init__(self, context: Context, name: str, reference: str) -> None:
+        super().__init__(context.registry.readOnly)
+        self.context = context
+        self.name = name
+        self.reference = reference
+
+    async def _serve(self, request: Request) -> None:
+        digest = Digest.parse(self.reference)
+        blobs = self.context.registry.blobs(self.name)
+        size = await blobs.size(digest)
+        span = parseRange(request.getHeader("range"), size)
+        start, end = span if span is not None else (0, size - 1)
+        length = end - start + 1
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Docker-Content-Digest": str(digest),
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{digest}"',
+            "Cache-Control": "max-age=31536000",
+            "Content-Length": str(length),
+        }
+        if span is not None:
+            request.setResponseCode(206)
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        setHeaders(request, headers)
+        if request.method == b"HEAD" or length == 0:
+            request.finish()
+            return
+        reader = await blobs.open(digest, start)
+        await streamTo(reader, request, length)
+        request.finish()
+
+    get = head = _serve
+
+    async def delete(self, request: Request) -> None:
+        self.context.registry.checkDeletable()
+        digest = Digest.parse(self.reference)
+        await self.context.registry.blobs(self.name).delete(digest)
+        writeEmpty(request, 202, {"Docker-Content-Digest": str(digest)})

@@ -1,0 +1,27 @@
+"""
+C{/v2/_catalog}: the registry's repositories, a page at a time.
+"""
+
+from __future__ import annotations
+
+from twisted.web.server import Request
+
+from txregistry.web.context import Context
+from txregistry.web.pagination import paginate
+from txregistry.web.responses import Endpoint, writeJSON
+
+#: registry:2's C{catalog.maxentries} default: the largest page served.
+MAX_ENTRIES = 1000
+
+
+class CatalogEndpoint(Endpoint):
+    def __init__(self, context: Context) -> None:
+        super().__init__()
+        self.context = context
+
+    async def get(self, request: Request) -> None:
+        names = await self.context.registry.catalog()
+        page, headers = paginate(request, names, "/v2/_catalog", MAX_ENTRIES)
+        writeJSON(request, 200, {"repositories": page}, headers=headers)
+
+    head = get

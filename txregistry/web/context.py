@@ -1,0 +1,56 @@
+"""
+What every endpoint of one registry shares: the registry itself and how to
+tell clients where things are.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import attrs
+from twisted.web.server import Request
+
+from txregistry.errors import RegistryError
+from txregistry.registry import Registry
+
+
+@attrs.frozen
+class Context:
+    registry: Registry
+    #: registry:2's C{http.host}: the externally visible base URL.
+    host: str | None = None
+    #: registry:2's C{http.relativeurls}: answer C{Location} with paths only.
+    relativeURLs: bool = False
+
+    def url(self, request: Request, path: str) -> str:
+        """
+        The URL a client should use for C{path} (which starts with C{/v2/}).
+        """
+        path = quote(path, safe="/:@=&?;,+-._~")
+        if self.relativeURLs:
+            return path
+        if self.host:
+            return self.host.rstrip("/") + path
+        host = request.getHeader("host")
+        if not host:
+            address = request.getHost()
+            host = f"{address.host}:{address.port}"
+        scheme = "https" if request.isSecure() else "http"
+        return f"{scheme}://{host}{path}"
+
+
+def parseInt(text: str | None, what: str, error: str = "PAGINATION_NUMBER_INVALID") -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise RegistryError(error, f"{what} must be a non-negative integer", {what: text})
+    return int(text)
+
+
+def query(request: Request, key: str) -> str | None:
+    if not request.args:
+        return None
+    values = request.args.get(key.encode())
+    if not values:
+        return None
+    return values[0].decode("utf-8", "replace")

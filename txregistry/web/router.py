@@ -1,0 +1,151 @@
+"""
+Which endpoint a path under C{/v2/} is for.
+
+Repository names have any number of components, and a component may be
+named like an endpoint (C{team/blobs}, C{x/manifests}), so a path is read
+from its end: C{<name>/blobs/uploads/[<uuid>]}, C{<name>/blobs/<digest>},
+C{<name>/manifests/<reference>}, C{<name>/referrers/<digest>},
+C{<name>/tags/list}; whatever stands before is the name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from urllib.parse import unquote
+
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from txregistry.errors import RegistryError
+from txregistry.reference import checkName
+from txregistry.registry import Registry
+from txregistry.web.base import BaseEndpoint
+from txregistry.web.blobs import BlobEndpoint
+from txregistry.web.catalog import CatalogEndpoint
+from txregistry.web.context import Context
+from txregistry.web.manifests import ManifestEndpoint
+from txregistry.web.referrers import ReferrersEndpoint
+from txregistry.web.responses import Endpoint, writeError
+from txregistry.web.tags import TagsEndpoint
+from txregistry.web.uploads import StartUploadEndpoint, UploadEndpoint
+
+
+class ErrorEndpoint(Endpoint):
+    """
+    Answers every method with one error.
+    """
+
+    def __init__(self, error: RegistryError) -> None:
+        super().__init__()
+        self.error = error
+
+    def render(self, request: Request) -> object:
+        writeError(request, self.error)
+        return NOT_DONE_YET
+
+
+def notFound(path: str) -> ErrorEndpoint:
+    return ErrorEndpoint(RegistryError("UNSUPPORTED", "no such endpoint", {"path": path}, status=404))
+
+
+def _match(segments: list[str]) -> tuple[str, list[str], str] | None:
+    """
+    The kind of endpoint, the name's segments and the reference (digest,
+    tag or upload UUID) a path is for.
+    """
+    if len(segments) >= 4 and segments[-3:-1] == ["blobs", "uploads"]:
+        return "uploads", segments[:-3], segments[-1]
+    if len(segments) >= 3 and segments[-2:] == ["tags", "list"]:
+        return "tags", segments[:-2], ""
+    if len(segments) >= 3 and segments[-2] in _BY_REFERENCE and segments[-1]:
+        return segments[-2], segments[:-2], segments[-1]
+    return None
+
+
+_BY_REFERENCE = {
+    "blobs": BlobEndpoint,
+    "manifests": ManifestEndpoint,
+    "referrers": ReferrersEndpoint,
+}
+
+
+def route(context: Context, segments: Sequence[str]) -> Resource:
+    """
+    The endpoint for the path segments after C{/v2/}.
+    """
+    segments = list(segments)
+    if segments in ([], [""]):
+        return BaseEndpoint()
+    if segments == ["_catalog"]:
+        return CatalogEndpoint(context)
+    matched = _match(segments)
+    if matched is None:
+        return notFound("/v2/" + "/".join(segments))
+    kind, nameSegments, reference = matched
+    try:
+        name = checkName("/".join(nameSegments))
+    except RegistryError as e:
+        return ErrorEndpoint(e)
+    if kind == "uploads":
+        if reference:
+            return UploadEndpoint(context, name, reference)
+        return StartUploadEndpoint(context, name)
+    if kind == "tags":
+        return TagsEndpoint(context, name)
+    return _BY_REFERENCE[kind](context, name, reference)
+
+
+class RegistryResource(Resource):
+    """
+    The registry's API, to be put at C{/v2} of a L{Site}. For request bodies
+    to stream rather than be read whole first, the site's C{requestFactory}
+    should be L{RegistryRequest}.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        context: Context | None = None,
+        headers: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.context = context or Context(registry)
+        self.headers = dict(headers or {})
+
+    def _prepare(self, request: Request) -> None:
+        request.setHeader("Docker-Distribution-API-Version", "registry/2.0")
+        for key, values in self.headers.items():
+            request.responseHeaders.setRawHeaders(key, list(values))
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        self._prepare(request)
+        rest = request.postpath or []
+        segments = [path, *rest]
+        request.prepath = [*(request.prepath or []), *rest]
+        request.postpath = []
+        return route(self.context, [unquote(s.decode("utf-8", "replace")) for s in segments])
+
+    def render(self, request: Request) -> bytes:
+        self._prepare(request)
+        result: bytes = BaseEndpoint().render(request)
+        return result
+
+
+class RootResource(Resource):
+    """
+    A site's root with the registry at C{/v2} and the OCI "not found" error
+    everywhere else.
+    """
+
+    def __init__(self, registry: RegistryResource) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"v2":
+            return self.registry
+        self.registry._prepare(request)
+        return notFound(request.path.decode("utf-8", "replace"))
+
+    def render(self, request: Request) -> bytes:
+        return self.getChild(b"", request).render(request)

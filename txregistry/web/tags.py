@@ -1,0 +1,25 @@
+"""
+C{/v2/<name>/tags/list}: a repository's tags, a page at a time.
+"""
+
+from __future__ import annotations
+
+from twisted.web.server import Request
+
+from txregistry.web.context import Context
+from txregistry.web.pagination import paginate
+from txregistry.web.responses import Endpoint, writeJSON
+
+
+class TagsEndpoint(Endpoint):
+    def __init__(self, context: Context, name: str) -> None:
+        super().__init__()
+        self.context = context
+        self.name = name
+
+    async def get(self, request: Request) -> None:
+        path = f"/v2/{self.name}/tags/list"
+        tags, headers = paginate(request, await self.context.registry.tags(self.name).all(), path)
+        writeJSON(request, 200, {"name": self.name, "tags": tags}, headers=headers)
+
+    head = get
