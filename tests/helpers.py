@@ -191,7 +191,9 @@ class RegistryProcess:
         self.port = freePort()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
-        self.logPath = os.path.join(root, "..", f"registry-{self.port}.log")
+        parent = os.path.dirname(os.path.abspath(root))
+        os.makedirs(parent, exist_ok=True)
+        self.logPath = os.path.join(parent, f"registry-{self.port}.log")
 
     def start(self, timeout: float = 20.0) -> None:
         args = [

@@ -35,13 +35,13 @@ class Tags:
 
     async def all(self) -> list[str]:
         """
-        Every tag, sorted; C{NAME_UNKNOWN} for a repository that does not
-        exist.
+        Every tag, sorted; C{NAME_UNKNOWN} for a repository that has no
+        manifests (only blobs, or nothing), as the catalog sees it.
         """
         try:
             paths = await self.driver.list(layout.tags(self.name))
         except PathNotFound:
-            if await exists(self.driver, layout.repository(self.name)):
+            if await exists(self.driver, layout.manifests(self.name)):
                 return []
             raise RegistryError.nameUnknown(self.name) from None
         return sorted(layout.basename(path) for path in paths)

@@ -1,0 +1,222 @@
+"""
+registry:2's config.yml and environment overrides, and how start-up
+treats configurations it cannot use.
+"""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from txregistry.config import ConfigError, listenEndpoint, parseConfig, parseDuration
+
+# Debian's docker-registry package ships this as /etc/docker/registry/config.yml.
+REGISTRY2_DEFAULT = """\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: /etc/docker/registry
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"""
+
+
+def test_no_file_is_the_embedded_default() -> None:
+    config = parseConfig(None, environ={})
+    assert config.storage.driver == "filesystem"
+    assert config.storage.rootDirectory == "registry-data"
+    assert config.http.listen == ("tcp:5000",)
+    assert config.warnings == ()
+
+
+def test_registry2_default_file() -> None:
+    config = parseConfig(REGISTRY2_DEFAULT, environ={})
+    assert config.storage.rootDirectory == "/var/lib/docker-registry"
+    assert config.storage.deleteEnabled
+    assert config.http.listen == ("tcp:5000",)
+    assert config.http.headers == {"X-Content-Type-Options": ("nosniff",)}
+    unsupported = {w.split()[2] for w in config.warnings}
+    assert unsupported == {"log.fields", "storage.cache", "auth", "health"}
+
+
+def test_supported_keys() -> None:
+    config = parseConfig(
+        """
+version: 0.1
+log:
+  level: debug
+  accesslog:
+    disabled: true
+storage:
+  inmemory:
+  maintenance:
+    readonly:
+      enabled: true
+    uploadpurging:
+      enabled: true
+      age: 1h30m
+      interval: 10m
+      dryrun: true
+http:
+  addr: 127.0.0.1:5001
+  host: https://registry.example.test
+""",
+        environ={},
+    )
+    assert config.warnings == ()
+    assert config.storage.driver == "inmemory"
+    assert config.storage.readOnly
+    assert config.storage.uploadPurging.age == timedelta(hours=1, minutes=30)
+    assert config.storage.uploadPurging.interval == timedelta(minutes=10)
+    assert config.storage.uploadPurging.dryRun
+    assert config.http.listen == ("tcp:5001:interface=127.0.0.1",)
+    assert config.log.level == "debug"
+    assert not config.log.accessLog
+
+
+def test_environment_overrides() -> None:
+    environ = {
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": "/from/env",
+        "REGISTRY_STORAGE_DELETE_ENABLED": "true",
+        "REGISTRY_HTTP_ADDR": "[::1]:6000",
+        "REGISTRY_LOG_LEVEL": "warn",
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE": "2h",
+        "UNRELATED": "x",
+    }
+    config = parseConfig(REGISTRY2_DEFAULT, environ)
+    assert config.storage.rootDirectory == "/from/env"
+    assert config.storage.deleteEnabled is True
+    assert config.http.listen == (r"tcp6:6000:interface=\:\:1",)
+    assert config.log.level == "warn"
+    assert config.storage.uploadPurging.age == timedelta(hours=2)
+
+
+def test_environment_parent_before_child() -> None:
+    environ = {
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": "/child",
+        "REGISTRY_STORAGE": "filesystem",
+    }
+    text = "version: 0.1\nstorage:\n  inmemory: {}\n  delete:\n    enabled: true\n"
+    config = parseConfig(text, environ)
+    # REGISTRY_STORAGE replaced the driver (keeping delete), then its child
+    # set the root, whatever order the environment lists them in.
+    assert config.storage.driver == "filesystem"
+    assert config.storage.rootDirectory == "/child"
+    assert config.storage.deleteEnabled
+
+
+def test_environment_without_file() -> None:
+    config = parseConfig(None, {"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": "/srv/registry"})
+    assert config.storage.rootDirectory == "/srv/registry"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("version: 0.1\nstorage: [\n", "config: not valid YAML at line"),
+        ("- a\n- b\n", "config: expected a mapping"),
+        ("storage:\n  inmemory:\n", "version: missing"),
+        ("version: 0.2\nstorage:\n  inmemory:\n", "version: only version 0.1"),
+        ("version: 0.1\n", "storage: no storage driver"),
+        (
+            "version: 0.1\nstorage:\n  inmemory:\n  filesystem:\n    rootdirectory: /x\n",
+            "storage: exactly one storage driver",
+        ),
+        (
+            "version: 0.1\nstorage:\n  s3:\n    bucket: b\n",
+            "storage.s3: this storage driver is not supported yet",
+        ),
+        ("version: 0.1\nstorage:\n  floppy: {}\n", "storage.floppy: unknown storage driver"),
+        (
+            "version: 0.1\nstorage:\n  inmemory:\n  delete:\n    enabled: sure\n",
+            "storage.delete.enabled: expected true or false, got 'sure'",
+        ),
+        (
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: 5\n",
+            "storage.filesystem.rootdirectory: expected a string, got 5",
+        ),
+        ("version: 0.1\nstorage:\n  inmemory:\nhttp:\n  addr: nowhere\n", "http.addr:"),
+        ("version: 0.1\nstorage:\n  inmemory:\nhttp: [1]\n", "http: expected a mapping"),
+        ("version: 0.1\nstorage:\n  inmemory:\nlog:\n  level: loud\n", "log.level: expected one of"),
+        (
+            "version: 0.1\nstorage:\n  inmemory:\n  maintenance:\n    uploadpurging:\n      age: forever\n",
+            "storage.maintenance.uploadpurging.age: 'forever' is not a duration",
+        ),
+    ],
+)
+def test_bad_configurations(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parseConfig(text, environ={})
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_durations() -> None:
+    assert parseDuration("168h") == timedelta(hours=168)
+    assert parseDuration("1h30m10s") == timedelta(hours=1, minutes=30, seconds=10)
+    assert parseDuration("1.5s") == timedelta(seconds=1.5)
+    assert parseDuration("250ms") == timedelta(milliseconds=250)
+    for bad in ("", "h", "10", "1d", "1h 2m"):
+        with pytest.raises(ValueError):
+            parseDuration(bad)
+
+
+def test_listen_endpoints() -> None:
+    assert listenEndpoint(":5000") == "tcp:5000"
+    assert listenEndpoint("0.0.0.0:443") == "tcp:443:interface=0.0.0.0"
+    assert listenEndpoint("localhost:5000") == "tcp:5000:interface=127.0.0.1"
+    assert listenEndpoint("/run/registry.sock", "unix") == "unix:/run/registry.sock"
+    for bad in ("5000", "host:", ":99999", "example.com:5000"):
+        with pytest.raises(ValueError):
+            listenEndpoint(bad)
+
+
+def run(*args: str, cwd: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=", "registry"],
+        [sys.executable, "-m", "txregistry.cli", "serve"],
+    ],
+)
+def test_bad_config_stops_start_up_with_one_line(command: list[str], tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "config.yml")
+    with open(path, "w") as f:
+        f.write("version: 0.1\nstorage:\n  inmemory:\n  filesystem:\n    rootdirectory: /x\n")
+    result = run(*command, "--config", path, cwd=str(tmp_path))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "storage: exactly one storage driver must be configured, found inmemory, filesystem" in output
+    assert "Traceback" not in output
+
+
+def test_unreadable_config_file(tmp_path: object) -> None:
+    result = run(sys.executable, "-m", "txregistry.cli", "serve", "/no/such/config.yml", cwd=str(tmp_path))
+    assert result.returncode != 0
+    assert "config: cannot read /no/such/config.yml" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

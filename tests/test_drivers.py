@@ -1,0 +1,230 @@
+"""
+The storage driver contract, which every driver must pass.
+"""
+
+import os
+from collections.abc import Callable
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from txregistry.storage import (
+    FilesystemDriver,
+    IFileWriter,
+    IReader,
+    IStorageDriver,
+    MemoryDriver,
+    PathNotFound,
+)
+from txregistry.storage.streams import consume, hashReader, streamTo
+
+
+def filesystem(tmp_path: str) -> IStorageDriver:
+    return FilesystemDriver(os.path.join(tmp_path, "root"))
+
+
+def memory(tmp_path: str) -> IStorageDriver:
+    return MemoryDriver()
+
+
+DRIVERS: dict[str, Callable[[str], IStorageDriver]] = {"filesystem": filesystem, "inmemory": memory}
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def driver(request: pytest.FixtureRequest, tmp_path: object) -> IStorageDriver:
+    return DRIVERS[request.param](str(tmp_path))
+
+
+async def readAll(driver: IStorageDriver, path: str, offset: int = 0) -> bytes:
+    chunks: list[bytes] = []
+    await consume(await driver.reader(path, offset), chunks.append)
+    return b"".join(chunks)
+
+
+async def failsWith(d: Deferred, kind: type) -> BaseException:
+    try:
+        await d
+    except kind as e:
+        return e
+    raise AssertionError(f"did not fail with {kind.__name__}")
+
+
+def test_provides_interface(driver: IStorageDriver) -> None:
+    assert verifyObject(IStorageDriver, driver)
+
+
+@pytest_twisted.ensureDeferred
+async def test_put_and_get_content(driver: IStorageDriver) -> None:
+    await driver.putContent("/a/b/c", b"first")
+    assert await driver.getContent("/a/b/c") == b"first"
+    await driver.putContent("/a/b/c", b"second, longer")
+    assert await driver.getContent("/a/b/c") == b"second, longer"
+    await driver.putContent("/a/b/c", b"")
+    assert await driver.getContent("/a/b/c") == b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_paths(driver: IStorageDriver) -> None:
+    for call in (
+        lambda: driver.getContent("/missing"),
+        lambda: driver.reader("/missing"),
+        lambda: driver.stat("/missing"),
+        lambda: driver.list("/missing"),
+        lambda: driver.delete("/missing"),
+        lambda: driver.move("/missing", "/elsewhere"),
+    ):
+        error = await failsWith(call(), PathNotFound)
+        assert error.path == "/missing"
+
+
+@pytest_twisted.ensureDeferred
+async def test_stat(driver: IStorageDriver) -> None:
+    await driver.putContent("/dir/file", b"12345")
+    info = await driver.stat("/dir/file")
+    assert (info.path, info.size, info.isDirectory) == ("/dir/file", 5, False)
+    assert info.modified > 0
+    directory = await driver.stat("/dir")
+    assert directory.isDirectory
+
+
+@pytest_twisted.ensureDeferred
+async def test_list(driver: IStorageDriver) -> None:
+    for path in ("/top/a", "/top/b/one", "/top/b/two", "/top/c/deep/er", "/other/x"):
+        await driver.putContent(path, b"x")
+    assert sorted(await driver.list("/top")) == ["/top/a", "/top/b", "/top/c"]
+    assert sorted(await driver.list("/top/")) == ["/top/a", "/top/b", "/top/c"]
+    assert sorted(await driver.list("/top/b")) == ["/top/b/one", "/top/b/two"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_reader_from_offset(driver: IStorageDriver) -> None:
+    content = os.urandom(700_000)
+    await driver.putContent("/blob", content)
+    assert await readAll(driver, "/blob") == content
+    assert await readAll(driver, "/blob", 123_456) == content[123_456:]
+    assert await readAll(driver, "/blob", len(content)) == b""
+    reader = await driver.reader("/blob", 10)
+    assert verifyObject(IReader, reader)
+    assert await reader.read(5) == content[10:15]
+    reader.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_writer(driver: IStorageDriver) -> None:
+    writer = await driver.writer("/upload/data")
+    assert verifyObject(IFileWriter, writer)
+    await writer.write(b"hello ")
+    await writer.write(b"world")
+    assert writer.size == 11
+    await writer.close()
+    assert await driver.getContent("/upload/data") == b"hello world"
+
+    appender = await driver.writer("/upload/data", append=True)
+    assert appender.size == 11
+    await appender.write(b"!")
+    await appender.commit()
+    assert await driver.getContent("/upload/data") == b"hello world!"
+    assert (await driver.stat("/upload/data")).size == 12
+
+    again = await driver.writer("/upload/data", append=False)
+    await again.write(b"new")
+    await again.close()
+    assert await driver.getContent("/upload/data") == b"new"
+
+
+@pytest_twisted.ensureDeferred
+async def test_writer_cancel(driver: IStorageDriver) -> None:
+    writer = await driver.writer("/upload/data")
+    await writer.write(b"doomed")
+    await writer.cancel()
+    await failsWith(driver.stat("/upload/data"), PathNotFound)
+
+
+@pytest_twisted.ensureDeferred
+async def test_empty_file_from_writer(driver: IStorageDriver) -> None:
+    writer = await driver.writer("/empty", append=True)
+    await writer.commit()
+    assert await driver.getContent("/empty") == b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_move(driver: IStorageDriver) -> None:
+    await driver.putContent("/from/file", b"moving")
+    await driver.putContent("/to/file", b"replaced")
+    await driver.move("/from/file", "/to/file")
+    assert await driver.getContent("/to/file") == b"moving"
+    await failsWith(driver.getContent("/from/file"), PathNotFound)
+    await driver.move("/to/file", "/new/parent/file")
+    assert await driver.getContent("/new/parent/file") == b"moving"
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_tree(driver: IStorageDriver) -> None:
+    for path in ("/tree/a", "/tree/b/c", "/treehouse/keep"):
+        await driver.putContent(path, b"x")
+    await driver.delete("/tree")
+    await failsWith(driver.stat("/tree"), PathNotFound)
+    await failsWith(driver.getContent("/tree/b/c"), PathNotFound)
+    assert await driver.getContent("/treehouse/keep") == b"x"
+    await driver.delete("/treehouse/keep")
+    await failsWith(driver.getContent("/treehouse/keep"), PathNotFound)
+
+
+@implementer(IConsumer)
+class SlowConsumer:
+    """
+    Pauses its producer after every write, and resumes it a turn later.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.producer = None
+        self.pauses = 0
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        assert streaming
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        from twisted.internet import reactor
+
+        self.received.append(data)
+        self.pauses += 1
+        self.producer.pauseProducing()
+        reactor.callLater(0, self.producer.resumeProducing)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stream_to_consumer_with_pauses(driver: IStorageDriver) -> None:
+    content = os.urandom(2_000_000)
+    await driver.putContent("/blob", content)
+    consumer = SlowConsumer()
+    await streamTo(await driver.reader("/blob", 1000), consumer, 1_500_000)
+    assert b"".join(consumer.received) == content[1000:1_501_000]
+    assert consumer.pauses > 1
+    assert consumer.producer is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_hash_reader(driver: IStorageDriver) -> None:
+    import hashlib
+
+    content = os.urandom(1_000_001)
+    await driver.putContent("/blob", content)
+    hasher = await hashReader(await driver.reader("/blob"), "sha512")
+    assert hasher.hexdigest() == hashlib.sha512(content).hexdigest()
+
+
+@pytest_twisted.ensureDeferred
+async def test_paths_cannot_escape(tmp_path: object) -> None:
+    driver = FilesystemDriver(os.path.join(str(tmp_path), "root"))
+    for path in ("relative", "/a/../../etc/passwd", "/a/.."):
+        with pytest.raises(ValueError):
+            await driver.getContent(path)
