@@ -7,13 +7,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from http.client import HTTPConnection
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import attrs
 import treq
@@ -179,50 +182,43 @@ async def listen(config: txregistry.Config) -> tuple[Any, str]:
     return port, f"http://127.0.0.1:{port.getHost().port}"
 
 
-class RegistryProcess:
+class ServerProcess:
     """
-    C{txregistry serve} in a process of its own, on a loopback port.
+    A server in a process of its own, listening on a loopback port, with its
+    output in a log file beside its root.
     """
 
-    def __init__(self, root: str, config: str | None = None, env: dict[str, str] | None = None) -> None:
+    kind = "server"
+
+    def __init__(self, root: str, env: dict[str, str] | None = None) -> None:
         self.root = root
-        self.config = config
         self.env = env or {}
         self.port = freePort()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.parent = os.path.dirname(os.path.abspath(root))
+        os.makedirs(self.parent, exist_ok=True)
+        self.logPath = os.path.join(self.parent, f"{self.kind}-{self.port}.log")
         self.process: subprocess.Popen[bytes] | None = None
-        parent = os.path.dirname(os.path.abspath(root))
-        os.makedirs(parent, exist_ok=True)
-        self.logPath = os.path.join(parent, f"registry-{self.port}.log")
+
+    def command(self) -> list[str]:
+        raise NotImplementedError()
 
     def start(self, timeout: float = 20.0) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "txregistry.cli",
-            "serve",
-            "--listen",
-            f"tcp:{self.port}:interface=127.0.0.1",
-            "--root",
-            self.root,
-        ]
-        if self.config is not None:
-            args.append(self.config)
         self.log = open(self.logPath, "ab")
         self.process = subprocess.Popen(
-            args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            self.command(), stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"registry exited with {self.process.returncode}: {self.output()}")
+                raise RuntimeError(f"{self.kind} exited with {self.process.returncode}: {self.output()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"registry did not start listening: {self.output()}")
+        raise RuntimeError(f"{self.kind} did not start listening: {self.output()}")
 
     def output(self) -> str:
         with open(self.logPath, errors="replace") as f:
@@ -255,3 +251,134 @@ class RegistryProcess:
                 self.process.wait(10)
         if not self.log.closed:
             self.log.close()
+
+
+class RegistryProcess(ServerProcess):
+    """
+    C{txregistry serve} on a filesystem root.
+    """
+
+    kind = "txregistry"
+
+    def __init__(self, root: str, config: str | None = None, env: dict[str, str] | None = None) -> None:
+        super().__init__(root, env)
+        self.config = config
+
+    def command(self) -> list[str]:
+        args = [
+            sys.executable,
+            "-m",
+            "txregistry.cli",
+            "serve",
+            "--listen",
+            f"tcp:{self.port}:interface=127.0.0.1",
+            "--root",
+            self.root,
+        ]
+        return args if self.config is None else [*args, self.config]
+
+
+class ReferenceRegistry(ServerProcess):
+    """
+    CNCF distribution 2.8 (Debian's docker-registry, what registry:2 runs)
+    on a filesystem root.
+    """
+
+    kind = "reference"
+    binary = shutil.which("docker-registry")
+
+    def command(self) -> list[str]:
+        assert self.binary is not None
+        configPath = os.path.join(self.parent, f"reference-{self.port}.yml")
+        with open(configPath, "w") as f:
+            f.write(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+                f"storage:\n  filesystem:\n    rootdirectory: {self.root}\n  delete:\n    enabled: true\n"
+                f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            )
+        return [self.binary, "serve", configPath]
+
+
+def withQuery(location: str, **parameters: str) -> str:
+    return location + ("&" if "?" in location else "?") + urlencode(parameters)
+
+
+@attrs.frozen
+class SyncResponse:
+    status: int
+    headers: Any
+    body: bytes
+
+    def location(self) -> str:
+        """
+        The path and query of the Location header, absolute or not.
+        """
+        parts = urlsplit(self.headers["Location"])
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+class SyncClient:
+    """
+    A blocking HTTP client, for registries in other processes: a new
+    connection each request.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Iterable[bytes] = b"",
+        headers: dict[str, str] | None = None,
+    ) -> SyncResponse:
+        connection = HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            allHeaders = dict(headers or {})
+            if isinstance(body, bytes):
+                allHeaders.setdefault("Content-Length", str(len(body)))
+            connection.request(method, path, body, allHeaders)
+            response = connection.getresponse()
+            return SyncResponse(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+
+    def pushBlob(self, name: str, data: bytes) -> str:
+        """
+        Push a blob as registry:2 takes it: POST, then PUT with the body.
+        """
+        digest = sha256(data)
+        started = self.request("POST", f"/v2/{name}/blobs/uploads/")
+        assert started.status == 202, started
+        done = self.request("PUT", withQuery(started.location(), digest=digest), data)
+        assert done.status == 201, done
+        return digest
+
+    def pushImage(self, name: str, tag: str, layers: list[bytes]) -> tuple[bytes, str, list[str]]:
+        """
+        Push an OCI image; its manifest, the manifest's digest and the
+        digests of its config and layers.
+        """
+        config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        blobs = [self.pushBlob(name, config)] + [self.pushBlob(name, layer) for layer in layers]
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": blobs[0],
+                    "size": len(config),
+                },
+                "layers": [
+                    {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": len(layer)}
+                    for d, layer in zip(blobs[1:], layers, strict=True)
+                ],
+            }
+        ).encode()
+        response = self.request(
+            "PUT", f"/v2/{name}/manifests/{tag}", manifest, {"Content-Type": OCI_MANIFEST}
+        )
+        assert response.status == 201, response
+        return manifest, sha256(manifest), blobs

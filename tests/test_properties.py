@@ -5,7 +5,6 @@ Property tests: the reference grammar, and chunked uploads split at random.
 import hashlib
 import os
 import re
-
 from collections.abc import Iterator
 from http.client import HTTPConnection, HTTPResponse
 from urllib.parse import urlsplit

@@ -18,7 +18,7 @@ from txregistry.config import Config
 from txregistry.logging import logger, setLevel
 from txregistry.registry import Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
-from txregistry.web import Context, RegistryRequest, RegistryResource, RootResource
+from txregistry.web import Context, RegistryChannel, RegistryRequest, RegistryResource, RootResource
 
 log = logger(__name__)
 
@@ -51,6 +51,10 @@ def resource(config: Config, registry: Registry | None = None) -> RegistryResour
 
 
 class _Site(Site):
+    # A plain HTTP/1.1 channel: Twisted's default wraps one to negotiate
+    # HTTP/2, which needs the h2 package we do not depend on.
+    protocol = RegistryChannel  # type: ignore[assignment]
+
     def __init__(self, root: IResource, accessLog: bool) -> None:
         super().__init__(root)
         self.requestFactory = RegistryRequest

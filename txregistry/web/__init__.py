@@ -2,8 +2,9 @@
 The registry's HTTP API as C{twisted.web} resources.
 """
 
+from txregistry.web.channel import RegistryChannel
 from txregistry.web.context import Context
 from txregistry.web.request import RegistryRequest
 from txregistry.web.router import RegistryResource, RootResource
 
-__all__ = ["Context", "RegistryRequest", "RegistryResource", "RootResource"]
+__all__ = ["Context", "RegistryChannel", "RegistryRequest", "RegistryResource", "RootResource"]
