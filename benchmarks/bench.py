@@ -1,0 +1,328 @@
+"""
+txregistry beside the reference registry (CNCF distribution, registry:2),
+measured in the same run on the same machine.
+
+Each server runs pinned to one core (taskset -c 0) on a fresh filesystem
+store; this client runs on the other (core 1). For each server:
+
+- push an image of 8 layers of 8 MiB and one of 64 MiB, monolithically
+  (POST, then PUT with the whole blob) and in 4 MiB chunks (PATCH);
+- pull it with 8 clients at once;
+- requests per second with wrk: GET /v2/, manifest GET and HEAD by tag,
+  GET of a 1 KiB blob;
+- the server's resident memory when idle and at its peak.
+
+    python benchmarks/bench.py            # about two minutes
+    python benchmarks/bench.py --quick    # shorter wrk runs
+
+Needs wrk and ab (apt-get install wrk apache2-utils); compares with docker-registry when it is
+installed (apt-get install docker-registry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
+from urllib.parse import urlencode, urlsplit
+
+MiB = 1024 * 1024
+SERVER_CORE, CLIENT_CORE = 0, 1
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Server:
+    def __init__(self, name: str, command: Callable[[str, int], list[str]]) -> None:
+        self.name = name
+        self.command = command
+        self.port = freePort()
+        self.directory = tempfile.mkdtemp(prefix=f"bench-{name}-")
+        self.root = os.path.join(self.directory, "store")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.peak = 0
+        self._sampling = False
+
+    def start(self) -> None:
+        log = open(os.path.join(self.directory, "server.log"), "wb")
+        args = ["taskset", "-c", str(SERVER_CORE), *self.command(self.root, self.port)]
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{self.name} did not start")
+        self._sampling = True
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def rss(self) -> int:
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _sample(self) -> None:
+        while self._sampling:
+            try:
+                self.peak = max(self.peak, self.rss())
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._sampling = False
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def txregistryCommand(root: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "txregistry.cli",
+        "serve",
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--root",
+        root,
+    ]
+
+
+def referenceCommand(root: str, port: int) -> list[str]:
+    config = os.path.join(os.path.dirname(root), "config.yml")
+    with open(config, "w") as f:
+        f.write(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        )
+    return [shutil.which("docker-registry") or "docker-registry", "serve", config]
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connection = HTTPConnection("127.0.0.1", port, timeout=300)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        headers = dict(headers or {})
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        self.connection.request(method, path, body, headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        return response.status, dict(response.headers), data
+
+    def location(self, headers: dict[str, str]) -> str:
+        parts = urlsplit(headers["Location"])
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+    def push(self, name: str, blob: bytes, chunkSize: int | None) -> str:
+        digest = sha256(blob)
+        status, headers, _ = self.request("POST", f"/v2/{name}/blobs/uploads/")
+        assert status == 202, status
+        location = self.location(headers)
+        final = blob
+        if chunkSize is not None:
+            for start in range(0, len(blob), chunkSize):
+                chunk = blob[start : start + chunkSize]
+                status, headers, _ = self.request(
+                    "PATCH",
+                    location,
+                    chunk,
+                    {
+                        "Content-Range": f"{start}-{start + len(chunk) - 1}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
+                assert status == 202, status
+                location = self.location(headers)
+            final = b""
+        separator = "&" if "?" in location else "?"
+        status, _, body = self.request("PUT", f"{location}{separator}{urlencode({'digest': digest})}", final)
+        assert status == 201, (status, body)
+        return digest
+
+    def pushManifest(self, name: str, tag: str, config: bytes, layers: list[bytes]) -> bytes:
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": sha256(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha256(layer),
+                        "size": len(layer),
+                    }
+                    for layer in layers
+                ],
+            }
+        ).encode()
+        status, _, body = self.request(
+            "PUT", f"/v2/{name}/manifests/{tag}", manifest, {"Content-Type": OCI_MANIFEST}
+        )
+        assert status == 201, (status, body)
+        return manifest
+
+    def pull(self, name: str, tag: str) -> int:
+        status, _, manifest = self.request(
+            "GET", f"/v2/{name}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}
+        )
+        assert status == 200
+        total = 0
+        document = json.loads(manifest)
+        for descriptor in [document["config"], *document["layers"]]:
+            status, _, data = self.request("GET", f"/v2/{name}/blobs/{descriptor['digest']}")
+            assert status == 200 and len(data) == descriptor["size"]
+            total += len(data)
+        return total
+
+
+def image(seed: int) -> tuple[bytes, list[bytes]]:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
+    return config, [os.urandom(8 * MiB) for _ in range(8)] + [os.urandom(64 * MiB)]
+
+
+def pushImage(port: int, name: str, seed: int, chunkSize: int | None) -> float:
+    """
+    Push a fresh image; MB/s of layer data.
+    """
+    config, layers = image(seed)
+    client = Client(port)
+    started = time.perf_counter()
+    client.push(name, config, chunkSize)
+    for layer in layers:
+        client.push(name, layer, chunkSize)
+    client.pushManifest(name, "latest", config, layers)
+    elapsed = time.perf_counter() - started
+    return sum(map(len, layers)) / MiB / elapsed
+
+
+def pullConcurrently(port: int, name: str, clients: int) -> float:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        total = sum(pool.map(lambda _: Client(port).pull(name, "latest"), range(clients)))
+    return total / MiB / (time.perf_counter() - started)
+
+
+def wrk(url: str, seconds: int, headers: dict[str, str] | None = None) -> float:
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    for key, value in (headers or {}).items():
+        script.write(f'wrk.headers["{key}"] = "{value}"\n')
+    script.close()
+    result = subprocess.run(
+        ["taskset", "-c", str(CLIENT_CORE), "wrk", "-t1", "-c16", f"-d{seconds}s", "-s", script.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    os.unlink(script.name)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} error responses")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    assert match, result.stdout
+    return float(match.group(1))
+
+
+def abHead(url: str, seconds: int, headers: dict[str, str]) -> float:
+    """
+    HEAD requests per second: wrk cannot parse HEAD responses that carry a
+    Content-Length, ApacheBench can.
+    """
+    args = ["taskset", "-c", str(CLIENT_CORE), "ab", "-q", "-k", "-i", "-c16", f"-t{seconds}", "-n10000000"]
+    for key, value in headers.items():
+        args += ["-H", f"{key}: {value}"]
+    result = subprocess.run([*args, url], capture_output=True, text=True, check=True)
+    failed = re.search(r"(?:Failed requests|Non-2xx responses):\s+(\d+)", result.stdout)
+    if failed and int(failed.group(1)):
+        raise RuntimeError(f"{url}: {failed.group(1)} failed requests")
+    match = re.search(r"Requests per second:\s+([\d.]+)", result.stdout)
+    assert match, result.stdout
+    return float(match.group(1))
+
+
+def measure(server: Server, seconds: int) -> dict[str, float]:
+    server.start()
+    try:
+        time.sleep(1.0)
+        figures = {"idle RSS (MiB)": server.rss() / MiB}
+        figures["push monolithic (MB/s)"] = pushImage(server.port, "bench/mono", 1, None)
+        figures["push chunked 4 MiB (MB/s)"] = pushImage(server.port, "bench/chunked", 2, 4 * MiB)
+        figures["pull, 8 clients (MB/s)"] = pullConcurrently(server.port, "bench/mono", 8)
+        small = Client(server.port)
+        smallDigest = small.push("bench/small", os.urandom(1024), None)
+        base = f"http://127.0.0.1:{server.port}"
+        accept = {"Accept": OCI_MANIFEST}
+        figures["GET /v2/ (req/s)"] = wrk(f"{base}/v2/", seconds)
+        figures["manifest GET (req/s)"] = wrk(f"{base}/v2/bench/mono/manifests/latest", seconds, accept)
+        figures["manifest HEAD (req/s)"] = abHead(f"{base}/v2/bench/mono/manifests/latest", seconds, accept)
+        figures["1 KiB blob GET (req/s)"] = wrk(f"{base}/v2/bench/small/blobs/{smallDigest}", seconds)
+        figures["peak RSS (MiB)"] = server.peak / MiB
+    finally:
+        server.stop()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 s wrk runs instead of 10 s")
+    parser.add_argument("--no-reference", action="store_true", help="measure txregistry alone")
+    arguments = parser.parse_args()
+    if not all(shutil.which(tool) for tool in ("wrk", "ab", "taskset")):
+        sys.exit("needs wrk, ab and taskset: apt-get install wrk apache2-utils util-linux")
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    seconds = 3 if arguments.quick else 10
+
+    results = {"txregistry": measure(Server("txregistry", txregistryCommand), seconds)}
+    if not arguments.no_reference and shutil.which("docker-registry"):
+        results["reference"] = measure(Server("reference", referenceCommand), seconds)
+
+    names = list(results)
+    print(f"{'':32}" + "".join(f"{n:>14}" for n in names) + ("       ratio" if len(names) == 2 else ""))
+    for key in results["txregistry"]:
+        row = f"{key:32}" + "".join(f"{results[n][key]:14.1f}" for n in names)
+        if len(names) == 2:
+            ours, theirs = results["txregistry"][key], results["reference"][key]
+            row += f"{ours / theirs:11.2f}x" if theirs else ""
+        print(row)
+    print("\nratio = txregistry / reference; for RSS lower is better, for the rest higher.")
+
+
+if __name__ == "__main__":
+    main()
