@@ -34,7 +34,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 from urllib.parse import urlencode, urlsplit
 
@@ -104,27 +103,26 @@ class Server:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def txregistryCommand(root: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "txregistry.cli",
-        "serve",
-        "--listen",
-        f"tcp:{port}:interface=127.0.0.1",
-        "--root",
-        root,
-    ]
-
-
-def referenceCommand(root: str, port: int) -> list[str]:
-    config = os.path.join(os.path.dirname(root), "config.yml")
-    with open(config, "w") as f:
+def configFile(root: str, port: int) -> str:
+    """
+    The one configuration both servers run with: no access log, errors
+    only, as a busy production registry would be set up.
+    """
+    path = os.path.join(os.path.dirname(root), "config.yml")
+    with open(path, "w") as f:
         f.write(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: 127.0.0.1:{port}\n"
         )
-    return [shutil.which("docker-registry") or "docker-registry", "serve", config]
+    return path
+
+
+def txregistryCommand(root: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "txregistry.cli", "serve", configFile(root, port)]
+
+
+def referenceCommand(root: str, port: int) -> list[str]:
+    return [shutil.which("docker-registry") or "docker-registry", "serve", configFile(root, port)]
 
 
 class Client:
@@ -233,30 +231,57 @@ def pushImage(port: int, name: str, seed: int, chunkSize: int | None) -> float:
     return sum(map(len, layers)) / MiB / elapsed
 
 
-def pullConcurrently(port: int, name: str, clients: int) -> float:
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        total = sum(pool.map(lambda _: Client(port).pull(name, "latest"), range(clients)))
-    return total / MiB / (time.perf_counter() - started)
-
-
-def wrk(url: str, seconds: int, headers: dict[str, str] | None = None) -> float:
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    for key, value in (headers or {}).items():
-        script.write(f'wrk.headers["{key}"] = "{value}"\n')
-    script.close()
-    result = subprocess.run(
-        ["taskset", "-c", str(CLIENT_CORE), "wrk", "-t1", "-c16", f"-d{seconds}s", "-s", script.name, url],
-        capture_output=True,
-        text=True,
-        check=True,
+def pullConcurrently(port: int, name: str, clients: int, seconds: int) -> float:
+    """
+    MB/s of an image's blobs pulled over and over by C{clients} connections
+    at once, for C{seconds}. wrk pulls, not Python: a Python client on one
+    core is slower than either server.
+    """
+    status, _, manifest = Client(port).request(
+        "GET", f"/v2/{name}/manifests/latest", headers={"Accept": OCI_MANIFEST}
     )
-    os.unlink(script.name)
+    assert status == 200
+    document = json.loads(manifest)
+    paths = [f"/v2/{name}/blobs/{d['digest']}" for d in [document["config"], *document["layers"]]]
+    script = "paths = {" + ", ".join(f'"{p}"' for p in paths) + "}\n"
+    script += "i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n"
+    output = runWrk(f"http://127.0.0.1:{port}/", seconds, clients, script)
+    match = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", output)
+    assert match, output
+    return float(match.group(1)) * {"B": 1 / MiB, "KB": 1 / 1024, "MB": 1, "GB": 1024}[match.group(2)]
+
+
+def runWrk(url: str, seconds: int, connections: int, script: str) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+        f.write(script)
+        f.flush()
+        result = subprocess.run(
+            [
+                "taskset",
+                "-c",
+                str(CLIENT_CORE),
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "-s",
+                f.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} error responses")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    assert match, result.stdout
+    return result.stdout
+
+
+def wrk(url: str, seconds: int, headers: dict[str, str] | None = None) -> float:
+    script = "".join(f'wrk.headers["{key}"] = "{value}"\n' for key, value in (headers or {}).items())
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output := runWrk(url, seconds, 16, script))
+    assert match, output
     return float(match.group(1))
 
 
@@ -284,7 +309,7 @@ def measure(server: Server, seconds: int) -> dict[str, float]:
         figures = {"idle RSS (MiB)": server.rss() / MiB}
         figures["push monolithic (MB/s)"] = pushImage(server.port, "bench/mono", 1, None)
         figures["push chunked 4 MiB (MB/s)"] = pushImage(server.port, "bench/chunked", 2, 4 * MiB)
-        figures["pull, 8 clients (MB/s)"] = pullConcurrently(server.port, "bench/mono", 8)
+        figures["pull, 8 clients (MB/s)"] = pullConcurrently(server.port, "bench/mono", 8, seconds)
         small = Client(server.port)
         smallDigest = small.push("bench/small", os.urandom(1024), None)
         base = f"http://127.0.0.1:{server.port}"

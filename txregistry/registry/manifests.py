@@ -11,6 +11,7 @@ from txregistry.errors import RegistryError
 from txregistry.manifest import Manifest, isForeign, parseManifest, storedMediaType
 from txregistry.reference import Digest, checkTag, looksLikeDigest
 from txregistry.registry.blobs import Blobs
+from txregistry.registry.cache import ContentCache
 from txregistry.registry.links import deleteIfPresent, exists, readLink, writeLink
 from txregistry.registry.tags import Tags
 from txregistry.storage import IStorageDriver, PathNotFound, layout
@@ -23,10 +24,15 @@ class StoredManifest:
     mediaType: str
 
 
+#: Manifest contents kept in memory, by digest, for each registry.
+MANIFEST_CACHE_BYTES = 16 * 1024 * 1024
+
+
 @attrs.frozen
 class Manifests:
     driver: IStorageDriver
     name: str
+    cache: ContentCache[Digest, StoredManifest] = attrs.field(factory=lambda: ContentCache(0))
 
     @property
     def tags(self) -> Tags:
@@ -44,11 +50,16 @@ class Manifests:
         digest = await self._digestOf(reference)
         if await readLink(self.driver, layout.revisionLink(self.name, digest)) != digest:
             raise RegistryError.manifestUnknown(reference)
+        stored = self.cache.get(digest)
+        if stored is not None:
+            return stored
         try:
             content = await self.driver.getContent(layout.blobData(digest))
         except PathNotFound:
             raise RegistryError.manifestUnknown(reference) from None
-        return StoredManifest(digest, content, storedMediaType(content))
+        stored = StoredManifest(digest, content, storedMediaType(content))
+        self.cache.put(digest, stored, len(content))
+        return stored
 
     async def _checkReferences(self, manifest: Manifest) -> None:
         blobs = Blobs(self.driver, self.name)

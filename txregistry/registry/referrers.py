@@ -10,8 +10,9 @@ import attrs
 from txregistry.errors import RegistryError
 from txregistry.manifest import Descriptor, parseManifest
 from txregistry.reference import Digest
+from txregistry.registry.cache import ContentCache
 from txregistry.registry.links import readLink
-from txregistry.registry.manifests import Manifests
+from txregistry.registry.manifests import Manifests, StoredManifest
 from txregistry.storage import IStorageDriver, PathNotFound, layout
 
 
@@ -19,6 +20,7 @@ from txregistry.storage import IStorageDriver, PathNotFound, layout
 class Referrers:
     driver: IStorageDriver
     name: str
+    cache: ContentCache[Digest, StoredManifest]
 
     async def of(self, subject: Digest, artifactType: str | None = None) -> list[Descriptor]:
         """
@@ -30,7 +32,7 @@ class Referrers:
             algorithms = await self.driver.list(layout.referrers(self.name, subject))
         except PathNotFound:
             return []
-        manifests = Manifests(self.driver, self.name)
+        manifests = Manifests(self.driver, self.name, self.cache)
         found = []
         for algorithmPath in algorithms:
             try:

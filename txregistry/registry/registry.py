@@ -5,9 +5,11 @@ A registry: one store, its repositories and the rules it runs under.
 from __future__ import annotations
 
 from txregistry.errors import RegistryError
+from txregistry.reference import Digest
 from txregistry.registry.blobs import Blobs
+from txregistry.registry.cache import ContentCache
 from txregistry.registry.catalog import repositories
-from txregistry.registry.manifests import Manifests
+from txregistry.registry.manifests import MANIFEST_CACHE_BYTES, Manifests, StoredManifest
 from txregistry.registry.referrers import Referrers
 from txregistry.registry.tags import Tags
 from txregistry.registry.uploads import Uploads
@@ -26,18 +28,19 @@ class Registry:
         self.deleteEnabled = deleteEnabled
         self.readOnly = readOnly
         self.uploads = Uploads(driver)
+        self.manifestCache: ContentCache[Digest, StoredManifest] = ContentCache(MANIFEST_CACHE_BYTES)
 
     def blobs(self, name: str) -> Blobs:
         return Blobs(self.driver, name)
 
     def manifests(self, name: str) -> Manifests:
-        return Manifests(self.driver, name)
+        return Manifests(self.driver, name, self.manifestCache)
 
     def tags(self, name: str) -> Tags:
         return Tags(self.driver, name)
 
     def referrers(self, name: str) -> Referrers:
-        return Referrers(self.driver, name)
+        return Referrers(self.driver, name, self.manifestCache)
 
     async def catalog(self) -> list[str]:
         return await repositories(self.driver)

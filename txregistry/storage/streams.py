@@ -10,14 +10,17 @@ import hashlib
 from collections.abc import Callable, Generator
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.task import cooperate
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txregistry.storage.interfaces import IReader
 
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 1024 * 1024
+_CHUNKS_PER_TURN = 4
 
 
 class ShortRead(Exception):
@@ -32,58 +35,98 @@ class ConsumerGone(Exception):
     """
 
 
-def _chunks(
-    reader: IReader, length: int | None, sink: Callable[[bytes], object]
-) -> Generator[Deferred[Any], None, None]:
-    remaining = length
+def _chunks(reader: IReader, sink: Callable[[bytes], object]) -> Generator[Deferred[Any], None, None]:
+    done = False
 
     def got(data: bytes) -> None:
-        nonlocal remaining
-        if not data:
-            if remaining:
-                raise ShortRead(f"{remaining} bytes missing at the end of the file")
-            remaining = 0
-            return
-        if remaining is not None:
-            remaining -= len(data)
-        sink(data)
+        nonlocal done
+        if data:
+            sink(data)
+        else:
+            done = True
 
-    while remaining is None or remaining > 0:
-        size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
-        yield reader.read(size).addCallback(got)
+    while not done:
+        yield reader.read(CHUNK_SIZE).addCallback(got)
 
 
 @implementer(IPushProducer)
 class _ReaderProducer:
+    """
+    Writes a reader's chunks into a consumer as fast as the consumer takes
+    them: the next chunk is read as soon as the consumer resumes us, in the
+    same turn of the reactor.
+    """
+
     def __init__(self, reader: IReader, consumer: IConsumer, length: int | None) -> None:
+        self._reader = reader
         self._consumer = consumer
-        self._task = cooperate(_chunks(reader, length, consumer.write))
-        self._stopped = False
+        self._remaining = length
+        self._paused = False
+        self._reading = False
+        self._pumping = False
+        self._finished = False
+        self._done: Deferred[None] = Deferred()
 
     def pauseProducing(self) -> None:
-        self._task.pause()
+        self._paused = True
 
     def resumeProducing(self) -> None:
-        self._task.resume()
+        self._paused = False
+        self._pump()
 
     def stopProducing(self) -> None:
-        self._stopped = True
-        self._task.stop()
+        self._finish(Failure(ConsumerGone()))
 
     def run(self) -> Deferred[None]:
         self._consumer.registerProducer(self, True)
-        done: Deferred[Any] = self._task.whenDone()
+        self._pump()
+        return self._done
 
-        def finished(result: object) -> object:
-            self._consumer.unregisterProducer()
-            return result
+    def _pump(self) -> None:
+        # Reads that complete at once (a local file) call back into here;
+        # the guard turns that into another turn of this loop. A consumer
+        # that never pauses gets a few chunks per reactor turn, not all.
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            for _ in range(_CHUNKS_PER_TURN):
+                if self._paused or self._reading or self._finished:
+                    return
+                if self._remaining == 0:
+                    self._finish(None)
+                    return
+                size = CHUNK_SIZE if self._remaining is None else min(CHUNK_SIZE, self._remaining)
+                self._reading = True
+                self._reader.read(size).addCallbacks(self._got, self._finish)
+            reactor.callLater(0, self._pump)
+        finally:
+            self._pumping = False
 
-        def stopped(failure: Any) -> Any:
-            if self._stopped:
-                raise ConsumerGone()
-            return failure
+    def _got(self, data: bytes) -> None:
+        self._reading = False
+        if self._finished:
+            return
+        if not data:
+            if self._remaining:
+                self._finish(Failure(ShortRead(f"{self._remaining} bytes missing at the end of the file")))
+            else:
+                self._finish(None)
+            return
+        if self._remaining is not None:
+            self._remaining -= len(data)
+        self._consumer.write(data)
+        self._pump()
 
-        return done.addBoth(finished).addCallbacks(lambda _: None, stopped)
+    def _finish(self, result: Failure | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._consumer.unregisterProducer()
+        if result is None:
+            self._done.callback(None)
+        else:
+            self._done.errback(result)
 
 
 def streamTo(reader: IReader, consumer: IConsumer, length: int | None = None) -> Deferred[None]:
@@ -108,7 +151,7 @@ def consume(reader: IReader, sink: Callable[[bytes], object]) -> Deferred[None]:
     reactor between chunks so that reading a large file does not stall
     other requests. The reader is closed at the end.
     """
-    d: Deferred[Any] = cooperate(_chunks(reader, None, sink)).whenDone()
+    d: Deferred[Any] = cooperate(_chunks(reader, sink)).whenDone()
 
     def close(result: object) -> object:
         reader.close()

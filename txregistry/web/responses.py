@@ -102,13 +102,19 @@ class Endpoint(Resource):
     """
 
     isLeaf = True
+    _methods: list[str] | None = None
 
     def __init__(self, readOnly: bool = False) -> None:
         super().__init__()
         self.readOnly = readOnly
 
-    def methods(self) -> list[str]:
-        return [m for m in METHODS if callable(getattr(self, m.lower(), None))]
+    @classmethod
+    def methods(cls) -> list[str]:
+        allowed = cls.__dict__.get("_methods")
+        if allowed is None:
+            allowed = [m for m in METHODS if callable(getattr(cls, m.lower(), None))]
+            cls._methods = allowed
+        return allowed
 
     def render(self, request: Request) -> Any:
         method = request.method.decode("ascii", "replace").upper()
