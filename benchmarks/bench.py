@@ -14,6 +14,7 @@ store; this client runs on the other (core 1). For each server:
 
     python benchmarks/bench.py            # about two minutes
     python benchmarks/bench.py --quick    # shorter wrk runs
+    python benchmarks/bench.py --server-python /srv/txregistry/bin/python
 
 Needs wrk and ab (apt-get install wrk apache2-utils); compares with docker-registry when it is
 installed (apt-get install docker-registry).
@@ -117,8 +118,13 @@ def configFile(root: str, port: int) -> str:
     return path
 
 
+#: The Python that runs txregistry: one with txregistry installed as users
+#: install it (--server-python), not necessarily this one.
+SERVER_PYTHON = sys.executable
+
+
 def txregistryCommand(root: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "txregistry.cli", "serve", configFile(root, port)]
+    return [SERVER_PYTHON, "-m", "txregistry.cli", "serve", configFile(root, port)]
 
 
 def referenceCommand(root: str, port: int) -> list[str]:
@@ -328,7 +334,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s wrk runs instead of 10 s")
     parser.add_argument("--no-reference", action="store_true", help="measure txregistry alone")
+    parser.add_argument(
+        "--server-python",
+        default=sys.executable,
+        help="the Python to run txregistry with (a virtualenv with it installed); default: this one",
+    )
     arguments = parser.parse_args()
+    global SERVER_PYTHON
+    SERVER_PYTHON = arguments.server_python
     if not all(shutil.which(tool) for tool in ("wrk", "ab", "taskset")):
         sys.exit("needs wrk, ab and taskset: apt-get install wrk apache2-utils util-linux")
     os.sched_setaffinity(0, {CLIENT_CORE})

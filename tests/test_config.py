@@ -220,3 +220,25 @@ def test_unreadable_config_file(tmp_path: object) -> None:
     assert result.returncode != 0
     assert "config: cannot read /no/such/config.yml" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_port_in_use_stops_start_up_with_one_line(tmp_path: object) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(
+            sys.executable,
+            "-m",
+            "txregistry.cli",
+            "serve",
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+            cwd=str(tmp_path),
+        )
+    assert result.returncode == 1
+    assert (
+        result.stderr == f"txregistry: cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use\n"
+    )

@@ -1,26 +1,58 @@
 """
 The C{txregistry} command: C{txregistry serve [CONFIG]}, as registry:2's
-C{registry serve CONFIG}.
+C{registry serve CONFIG}: in the foreground, logging to standard output,
+until SIGINT or SIGTERM. C{twistd registry} runs the same service with
+twistd's daemon options.
 """
 
 from __future__ import annotations
 
 import sys
 
-from twisted.scripts.twistd import run
+from twisted.python import usage
+
+from txregistry.options import Options
+
+USAGE = "usage: txregistry serve [--listen ENDPOINT]... [--root DIR] [CONFIG]\n"
+
+
+def serve(options: Options) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from txregistry.service import makeService
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    service = makeService(options.registryConfig)
+    try:
+        # Binding happens here, before the reactor runs, so that a port in use
+        # ends start-up with one line rather than a registry that serves
+        # nothing.
+        service.startService()
+    except CannotListenError as e:
+        sys.stderr.write(f"txregistry: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}\n")
+        return 1
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in ("serve", "-h", "--help"):
-        sys.stderr.write("usage: txregistry serve [--listen ENDPOINT] [--root DIR] [CONFIG]\n")
-        raise SystemExit(2)
-    if args[0] != "serve":
-        sys.stdout.write("usage: txregistry serve [--listen ENDPOINT] [--root DIR] [CONFIG]\n")
+    if args[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(USAGE)
         return
-    # twistd does the rest: logging to stdout, signals, the reactor.
-    sys.argv = ["txregistry", "--nodaemon", "--pidfile=", "registry", *args[1:]]
-    run()
+    if args[:1] != ["serve"]:
+        sys.stderr.write(USAGE)
+        raise SystemExit(2)
+    options = Options()
+    try:
+        options.parseOptions(args[1:])
+    except usage.UsageError as e:
+        sys.stderr.write(f"txregistry: {e}\n")
+        raise SystemExit(2) from None
+    raise SystemExit(serve(options))
 
 
 if __name__ == "__main__":
