@@ -260,9 +260,16 @@ class RegistryProcess(ServerProcess):
 
     kind = "txregistry"
 
-    def __init__(self, root: str, config: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        config: str | None = None,
+        env: dict[str, str] | None = None,
+        listen: str = "tcp:{port}:interface=127.0.0.1",
+    ) -> None:
         super().__init__(root, env)
         self.config = config
+        self.listen = listen
 
     def command(self) -> list[str]:
         args = [
@@ -271,7 +278,7 @@ class RegistryProcess(ServerProcess):
             "txregistry.cli",
             "serve",
             "--listen",
-            f"tcp:{self.port}:interface=127.0.0.1",
+            self.listen.format(port=self.port),
             "--root",
             self.root,
         ]

@@ -4,6 +4,7 @@ resource in another program's site; and its background upload purging.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -42,6 +43,8 @@ def waitForPort(port: int, process: subprocess.Popen, timeout: float = 20) -> No
 
 def portFree(port: int) -> bool:
     with socket.socket() as s:
+        # As Twisted listens: a port whose old connections wait in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("0.0.0.0", port))
         except OSError:
@@ -204,5 +207,46 @@ def test_tls_on_the_plain_port_is_turned_away_at_once(tmp_path: object) -> None:
         with socket.create_connection(("127.0.0.1", process.port), timeout=5) as sock:
             sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert sock.recv(200).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        process.stop()
+
+
+def test_listening_with_tls(tmp_path: object) -> None:
+    import ssl
+
+    pytest.importorskip("OpenSSL", reason="TLS needs pyOpenSSL (pip install 'txregistry[tls]')")
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    key, cert = os.path.join(str(tmp_path), "key.pem"), os.path.join(str(tmp_path), "cert.pem")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    listen = f"ssl:{{port}}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    process = RegistryProcess(os.path.join(str(tmp_path), "store"), listen=listen)
+    process.start()
+    try:
+        context = ssl.create_default_context(cafile=cert)
+        context.check_hostname = False
+        with socket.create_connection(("127.0.0.1", process.port), timeout=5) as raw:
+            with context.wrap_socket(raw) as sock:
+                sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                assert sock.recv(200).startswith(b"HTTP/1.1 200 OK")
     finally:
         process.stop()
