@@ -29,10 +29,10 @@ async def test_get_and_head(registry: Client) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_blob_stored_in_registry2_layout(registry: Client) -> None:
-    digest = await registry.pushBlob("a/b", DATA)
+async def test_blob_stored_in_registry2_layout(fsRegistry: Client) -> None:
+    digest = await fsRegistry.pushBlob("a/b", DATA)
     hexdigest = digest.split(":")[1]
-    v2 = os.path.join(registry.root, "docker/registry/v2")  # type: ignore[attr-defined]
+    v2 = os.path.join(fsRegistry.root, "docker/registry/v2")  # type: ignore[attr-defined]
     with open(f"{v2}/blobs/sha256/{hexdigest[:2]}/{hexdigest}/data", "rb") as f:
         assert f.read() == DATA
     with open(f"{v2}/repositories/a/b/_layers/sha256/{hexdigest}/link", "rb") as f:

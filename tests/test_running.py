@@ -20,7 +20,7 @@ from twisted.web.server import Site
 
 import txregistry
 from tests.conftest import configFor
-from tests.helpers import Client, RegistryProcess, freePort, sha256
+from tests.helpers import Client, RegistryProcess, SyncClient, freePort, sha256
 from txregistry.registry import purgeUploads
 from txregistry.service import registryOf
 from txregistry.storage import layout
@@ -250,3 +250,40 @@ def test_listening_with_tls(tmp_path: object) -> None:
                 assert sock.recv(200).startswith(b"HTTP/1.1 200 OK")
     finally:
         process.stop()
+
+
+@pytest.mark.parametrize(
+    "level, accessLog, expectInfo, expectWarning, expectAccess",
+    [
+        ("info", True, True, True, True),
+        ("warn", True, False, True, True),
+        ("error", False, False, False, False),
+    ],
+)
+def test_log_level_and_access_log(
+    tmp_path: object, level: str, accessLog: bool, expectInfo: bool, expectWarning: bool, expectAccess: bool
+) -> None:
+    config = os.path.join(str(tmp_path), "config.yml")
+    with open(config, "w") as f:
+        f.write(
+            f"version: 0.1\nlog:\n  level: {level}\n"
+            f"  accesslog:\n    disabled: {str(not accessLog).lower()}\n"
+            "storage:\n  filesystem:\n    rootdirectory: /ignored\nnotifications: {}\n"
+        )
+    process = RegistryProcess(os.path.join(str(tmp_path), "store"), config)
+    process.start()
+    try:
+        assert SyncClient(process.port).request("GET", "/v2/").status == 200
+    finally:
+        process.stop()
+    output = process.output()
+    assert ("txregistry: filesystem storage" in output) == expectInfo
+    assert ("config key notifications is not supported yet" in output) == expectWarning
+    assert ('"GET /v2/ HTTP/1.1" 200' in output) == expectAccess
+
+
+def test_example_config_needs_no_warnings() -> None:
+    config = txregistry.loadConfig(os.path.join(EXAMPLES, "config.yml"), environ={})
+    assert config.warnings == ()
+    assert config.storage.deleteEnabled
+    assert config.http.listen == ("tcp:5000",)

@@ -169,7 +169,7 @@ async def test_blob_pushed_twice(registry: Client) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_invalid_name_changes_nothing(registry: Client) -> None:
-    response = await registry.request("POST", "/v2/UPPER/blobs/uploads/")
+async def test_invalid_name_changes_nothing(fsRegistry: Client) -> None:
+    response = await fsRegistry.request("POST", "/v2/UPPER/blobs/uploads/")
     assert (response.code, response.errorCode()) == (400, "NAME_INVALID")
-    assert not os.path.exists(os.path.join(registry.root, "docker/registry/v2/repositories"))  # type: ignore[attr-defined]
+    assert not os.path.exists(os.path.join(fsRegistry.root, "docker/registry/v2/repositories"))  # type: ignore[attr-defined]
