@@ -7,7 +7,7 @@ import pytest
 import pytest_twisted
 
 import txregistry
-from tests.helpers import Client, listen
+from tests.helpers import Client, serving
 
 
 def configFor(root: str | None, **storage: object) -> txregistry.Config:
@@ -27,12 +27,9 @@ def configFor(root: str | None, **storage: object) -> txregistry.Config:
 
 
 async def serve(root: str | None) -> AsyncIterator[Client]:
-    port, base = await listen(configFor(root))
-    client = Client(base)
-    client.root = root  # type: ignore[attr-defined]
-    yield client
-    await client.close()
-    await port.stopListening()
+    async with serving(configFor(root)) as client:
+        client.root = root  # type: ignore[attr-defined]
+        yield client
 
 
 @pytest.fixture(params=["filesystem", "inmemory"])

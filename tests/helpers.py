@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from http.client import HTTPConnection
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -172,14 +173,22 @@ class Client:
         return self.pool.closeCachedConnections()
 
 
-async def listen(config: txregistry.Config) -> tuple[Any, str]:
+@asynccontextmanager
+async def serving(config: txregistry.Config | None, site: Any = None) -> AsyncIterator[Client]:
     """
-    Serve a registry with C{config} on a free loopback port in this process;
-    the listening port and the registry's base URL.
+    A client of a registry with C{config} (or of C{site}) listening on a free
+    loopback port in this process, for the length of the block.
     """
-    site = txregistry.site(config)
+    if site is None:
+        assert config is not None
+        site = txregistry.site(config)
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
-    return port, f"http://127.0.0.1:{port.getHost().port}"
+    client = Client(f"http://127.0.0.1:{port.getHost().port}")
+    try:
+        yield client
+    finally:
+        await client.close()
+        await port.stopListening()
 
 
 class ServerProcess:

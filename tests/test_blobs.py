@@ -7,7 +7,7 @@ import os
 import pytest_twisted
 
 from tests.conftest import configFor
-from tests.helpers import Client, listen, sha256
+from tests.helpers import Client, serving, sha256
 
 DATA = bytes(range(256)) * 40
 
@@ -123,16 +123,11 @@ async def test_delete(registry: Client) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_delete_disabled(tmp_path: object) -> None:
-    port, base = await listen(configFor(os.path.join(str(tmp_path), "s"), delete=False))
-    client = Client(base)
-    try:
+    async with serving(configFor(os.path.join(str(tmp_path), "s"), delete=False)) as client:
         digest = await client.pushBlob("r", DATA)
         response = await client.request("DELETE", f"/v2/r/blobs/{digest}")
         assert (response.code, response.errorCode()) == (405, "UNSUPPORTED")
         assert (await client.request("HEAD", f"/v2/r/blobs/{digest}")).code == 200
-    finally:
-        await client.close()
-        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred

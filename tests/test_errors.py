@@ -8,7 +8,7 @@ import pytest_twisted
 
 import txregistry
 from tests.conftest import configFor
-from tests.helpers import Client, listen, sha256
+from tests.helpers import Client, serving, sha256
 
 
 @pytest_twisted.ensureDeferred
@@ -60,15 +60,10 @@ async def test_percent_encoded_digest(registry: Client) -> None:
 @pytest_twisted.ensureDeferred
 async def test_read_only(tmp_path: object) -> None:
     root = os.path.join(str(tmp_path), "s")
-    port, base = await listen(configFor(root))
-    writer = Client(base)
-    _, digest = await writer.pushImage("r", "v1", [b"layer"])
-    await writer.close()
-    await port.stopListening()
+    async with serving(configFor(root)) as writer:
+        _, digest = await writer.pushImage("r", "v1", [b"layer"])
 
-    port, base = await listen(configFor(root, readonly=True))
-    client = Client(base)
-    try:
+    async with serving(configFor(root, readonly=True)) as client:
         assert (await client.request("GET", "/v2/r/manifests/v1")).code == 200
         assert (await client.request("GET", f"/v2/r/manifests/{digest}")).code == 200
         for method, path, body in (
@@ -82,9 +77,6 @@ async def test_read_only(tmp_path: object) -> None:
             assert (response.code, response.errorCode()) == (405, "UNSUPPORTED"), (method, path)
         assert (await client.request("GET", "/v2/r/tags/list")).json()["tags"] == ["v1"]
         assert (await client.request("GET", "/v2/_catalog")).json()["repositories"] == ["r"]
-    finally:
-        await client.close()
-        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred
@@ -104,29 +96,19 @@ http:
 """,
         environ={},
     )
-    port, base = await listen(config)
-    client = Client(base)
-    try:
+    async with serving(config) as client:
         for path in ("/v2/", "/nothing", "/v2/r/tags/list"):
             response = await client.request("GET", path)
             assert response.header("X-Content-Type-Options") == "nosniff", path
             assert response.headers.getRawHeaders("X-Two") == ["a", "b"]
         started = await client.request("POST", "/v2/r/blobs/uploads/")
         assert started.header("Location").startswith("https://registry.example.test/v2/r/blobs/uploads/")
-    finally:
-        await client.close()
-        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred
 async def test_relative_urls(tmp_path: object) -> None:
     root = os.path.join(str(tmp_path), "s")
     text = f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  relativeurls: true\n"
-    port, base = await listen(txregistry.parseConfig(text, environ={}))
-    client = Client(base)
-    try:
+    async with serving(txregistry.parseConfig(text, environ={})) as client:
         started = await client.request("POST", "/v2/r/blobs/uploads/")
         assert started.header("Location").startswith("/v2/r/blobs/uploads/")
-    finally:
-        await client.close()
-        await port.stopListening()

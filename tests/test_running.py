@@ -13,14 +13,12 @@ from datetime import timedelta
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import txregistry
 from tests.conftest import configFor
-from tests.helpers import Client, RegistryProcess, SyncClient, freePort, sha256
+from tests.helpers import Client, RegistryProcess, SyncClient, freePort, serving, sha256
 from txregistry.registry import purgeUploads
 from txregistry.service import registryOf
 from txregistry.storage import layout
@@ -135,9 +133,7 @@ async def test_resource_in_a_plain_site(tmp_path: object) -> None:
     """
     root = Resource()
     root.putChild(b"v2", txregistry.resource(configFor(os.path.join(str(tmp_path), "s"))))
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(root))
-    client = Client(f"http://127.0.0.1:{port.getHost().port}")
-    try:
+    async with serving(None, Site(root)) as client:
         layer = os.urandom(1_500_000)
         body, digest = await client.pushImage("plain", "v1", [layer])
         started = await client.request("POST", "/v2/plain/blobs/uploads/")
@@ -147,9 +143,6 @@ async def test_resource_in_a_plain_site(tmp_path: object) -> None:
         done = await client.request("PUT", f"{location}?digest={sha256(layer)}", layer[1000:])
         assert done.code == 201
         assert (await client.request("GET", "/v2/plain/manifests/v1")).body == body
-    finally:
-        await client.close()
-        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred

@@ -30,7 +30,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Twisted endpoint to listen on, e.g. tcp:5000:interface=127.0.0.1 (repeatable; default: http.addr of the configuration, else tcp:5000)
+        Twisted endpoint to listen on, such as tcp:5000 (repeatable; default: http.addr, else tcp:5000)
         """
         self["listen"].append(description)
 

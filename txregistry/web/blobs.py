@@ -12,8 +12,7 @@ from twisted.web.server import Request
 from txregistry.errors import RegistryError
 from txregistry.reference import Digest
 from txregistry.storage.streams import streamTo
-from txregistry.web.context import Context
-from txregistry.web.responses import Endpoint, setHeaders, writeEmpty
+from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeEmpty
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -54,13 +53,7 @@ def _unsatisfiable(size: int) -> RegistryError:
     )
 
 
-class BlobEndpoint(Endpoint):
-    def __init__(self, context: Context, name: str, reference: str) -> None:
-        super().__init__(context.registry.readOnly)
-        self.context = context
-        self.name = name
-        self.reference = reference
-
+class BlobEndpoint(RepositoryEndpoint):
     async def _serve(self, request: Request) -> None:
         digest = Digest.parse(self.reference)
         blobs = self.context.registry.blobs(self.name)

@@ -9,18 +9,11 @@ from twisted.web.server import Request
 
 from txregistry.manifest import MAX_MANIFEST_SIZE
 from txregistry.reference import looksLikeDigest
-from txregistry.web.context import Context
 from txregistry.web.request import bodyOf, readBody
-from txregistry.web.responses import Endpoint, writeBody, writeEmpty
+from txregistry.web.responses import RepositoryEndpoint, writeBody, writeEmpty
 
 
-class ManifestEndpoint(Endpoint):
-    def __init__(self, context: Context, name: str, reference: str) -> None:
-        super().__init__(context.registry.readOnly)
-        self.context = context
-        self.name = name
-        self.reference = reference
-
+class ManifestEndpoint(RepositoryEndpoint):
     async def _serve(self, request: Request) -> None:
         stored = await self.context.registry.manifests(self.name).get(self.reference)
         headers = {"Docker-Content-Digest": str(stored.digest), "ETag": f'"{stored.digest}"'}

@@ -9,17 +9,11 @@ from twisted.web.server import Request
 
 from txregistry.manifest import OCI_INDEX
 from txregistry.reference import Digest
-from txregistry.web.context import Context, query
-from txregistry.web.responses import Endpoint, writeJSON
+from txregistry.web.context import query
+from txregistry.web.responses import RepositoryEndpoint, writeJSON
 
 
-class ReferrersEndpoint(Endpoint):
-    def __init__(self, context: Context, name: str, reference: str) -> None:
-        super().__init__()
-        self.context = context
-        self.name = name
-        self.reference = reference
-
+class ReferrersEndpoint(RepositoryEndpoint):
     async def get(self, request: Request) -> None:
         subject = Digest.parse(self.reference)
         artifactType = query(request, "artifactType")

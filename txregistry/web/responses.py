@@ -18,6 +18,7 @@ from txregistry.errors import RegistryError
 from txregistry.logging import logger
 from txregistry.storage import StorageUnavailable
 from txregistry.storage.streams import ConsumerGone
+from txregistry.web.context import Context
 from txregistry.web.request import BodyTooLarge
 
 log = logger(__name__)
@@ -144,3 +145,16 @@ class Endpoint(Resource):
             transport.abortConnection()
             return
         writeError(request, asRegistryError(failure))
+
+
+class RepositoryEndpoint(Endpoint):
+    """
+    An endpoint about one repository, or one thing in it (C{reference}: a
+    digest, a tag or an upload's UUID).
+    """
+
+    def __init__(self, context: Context, name: str, reference: str = "") -> None:
+        super().__init__(context.registry.readOnly)
+        self.context = context
+        self.name = name
+        self.reference = reference

@@ -6,17 +6,11 @@ from __future__ import annotations
 
 from twisted.web.server import Request
 
-from txregistry.web.context import Context
 from txregistry.web.pagination import paginate
-from txregistry.web.responses import Endpoint, writeJSON
+from txregistry.web.responses import RepositoryEndpoint, writeJSON
 
 
-class TagsEndpoint(Endpoint):
-    def __init__(self, context: Context, name: str) -> None:
-        super().__init__()
-        self.context = context
-        self.name = name
-
+class TagsEndpoint(RepositoryEndpoint):
     async def get(self, request: Request) -> None:
         path = f"/v2/{self.name}/tags/list"
         tags, headers = paginate(request, await self.context.registry.tags(self.name).all(), path)

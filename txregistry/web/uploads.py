@@ -15,7 +15,7 @@ from txregistry.reference import Digest, checkName
 from txregistry.registry import UploadStatus
 from txregistry.web.context import Context, query
 from txregistry.web.request import bodyOf
-from txregistry.web.responses import Endpoint, writeEmpty
+from txregistry.web.responses import RepositoryEndpoint, writeEmpty
 
 # Clients send "<start>-<end>" as the distribution-spec shows, or the
 # RFC 9110 form "bytes <start>-<end>/<total>".
@@ -47,11 +47,9 @@ def parseContentRange(request: Request) -> int | None:
     return start
 
 
-class _Uploads(Endpoint):
-    def __init__(self, context: Context, name: str) -> None:
-        super().__init__(context.registry.readOnly)
-        self.context = context
-        self.name = name
+class _Uploads(RepositoryEndpoint):
+    def __init__(self, context: Context, name: str, reference: str = "") -> None:
+        super().__init__(context, name, reference)
         self.uploads = context.registry.uploads
 
     def _location(self, request: Request, uuid: str) -> str:
@@ -112,13 +110,9 @@ class UploadEndpoint(_Uploads):
     C{/v2/<name>/blobs/uploads/<uuid>}
     """
 
-    def __init__(self, context: Context, name: str, uuid: str) -> None:
-        super().__init__(context, name)
-        self.uuid = uuid
-
     async def patch(self, request: Request) -> None:
         start = parseContentRange(request)
-        upload = await self.uploads.append(self.name, self.uuid, bodyOf(request), start)
+        upload = await self.uploads.append(self.name, self.reference, bodyOf(request), start)
         self._progress(request, 202, upload)
 
     async def put(self, request: Request) -> None:
@@ -130,13 +124,13 @@ class UploadEndpoint(_Uploads):
         hasBody = request.getHeader("content-length") not in (None, "0") or request.getHeader(
             "transfer-encoding"
         )
-        await self.uploads.finish(self.name, self.uuid, digest, body if hasBody else None, start)
+        await self.uploads.finish(self.name, self.reference, digest, body if hasBody else None, start)
         self._created(request, digest)
 
     async def get(self, request: Request) -> None:
-        upload = await self.uploads.status(self.name, self.uuid)
+        upload = await self.uploads.status(self.name, self.reference)
         self._progress(request, 204, upload)
 
     async def delete(self, request: Request) -> None:
-        await self.uploads.cancel(self.name, self.uuid)
+        await self.uploads.cancel(self.name, self.reference)
         writeEmpty(request, 204)
