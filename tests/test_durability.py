@@ -237,3 +237,62 @@ def test_kill_during_upload_leaves_store_readable(tmp_path: object) -> None:
         assert response.headers["Content-Length"] == str(blob.size)
     finally:
         restarted.stop()
+
+
+def openFiles(registry: RegistryProcess) -> int:
+    assert registry.process is not None
+    return len(os.listdir(f"/proc/{registry.process.pid}/fd"))
+
+
+def test_clients_that_go_away_mid_download_leave_nothing_open(process: RegistryProcess) -> None:
+    blob = Pattern(64 * MiB)
+    pushInChunks(process.port, blob, 64 * MiB)
+    SyncClient(process.port).request("GET", "/v2/")
+    baseline = openFiles(process)
+    for _ in range(5):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.connect(("127.0.0.1", process.port))
+        sock.sendall(f"GET /v2/big/blobs/{blob.digest} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.close()
+    deadline = time.monotonic() + 10
+    while openFiles(process) > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # At most: the baseline may still count the socket of the request before.
+    assert openFiles(process) <= baseline
+    # The registry still serves the blob whole.
+    total, digest = slowPull(process.port, f"/v2/big/blobs/{blob.digest}", MiB, 0)
+    assert (total, digest) == (blob.size, blob.digest)
+
+
+def test_upload_resumes_after_a_client_drops_mid_chunk(process: RegistryProcess) -> None:
+    blob = Pattern(8 * MiB)
+    location = startUpload(process.port)
+    baseline = openFiles(process)
+    sock = socket.create_connection(("127.0.0.1", process.port))
+    sock.sendall(f"PATCH {location} HTTP/1.1\r\nHost: test\r\nContent-Length: {blob.size}\r\n\r\n".encode())
+    for chunk in blob.chunks(0, 3 * MiB):
+        sock.sendall(chunk)
+    time.sleep(0.3)
+    sock.close()
+    deadline = time.monotonic() + 10
+    while openFiles(process) > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert openFiles(process) <= baseline
+
+    # What reached storage is kept; the client continues from there.
+    status, _ = call(process.port, "GET", location)
+    assert status.status == 204
+    held = int(status.headers["Range"].split("-")[1]) + 1
+    assert 0 < held <= 3 * MiB
+    response, body = call(
+        process.port,
+        "PATCH",
+        location,
+        blob.chunks(held, blob.size),
+        {"Content-Length": str(blob.size - held), "Content-Range": f"{held}-{blob.size - 1}"},
+    )
+    assert response.status == 202, body
+    response, body = call(process.port, "PUT", f"{location}?digest={blob.digest}")
+    assert response.status == 201, body
