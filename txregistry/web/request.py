@@ -11,6 +11,7 @@ connection while the resource's sink is busy.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any, BinaryIO
@@ -49,7 +50,7 @@ class StreamedBody:
 
     def __init__(self, request: RegistryRequest) -> None:
         self._request = request
-        self._buffer: list[bytes] = []
+        self._buffer: deque[bytes] = deque()
         self._buffered = 0
         self._sink: Callable[[bytes], Deferred[None]] | None = None
         self._busy = False
@@ -135,7 +136,7 @@ class StreamedBody:
         self._flushing = True
         try:
             while self._sink is not None and not self._busy and self._buffer:
-                data = self._buffer.pop(0)
+                data = self._buffer.popleft()
                 self._buffered -= len(data)
                 self.delivered += len(data)
                 self._busy = True
@@ -195,11 +196,6 @@ class BufferedBody:
     def __init__(self, content: BinaryIO) -> None:
         self._content = content
 
-    ended = True
-
-    def discard(self) -> None:
-        pass
-
     def deliver(self, sink: Callable[[bytes], Deferred[None]]) -> Deferred[int]:
         self._content.seek(0)
 
@@ -213,7 +209,11 @@ class BufferedBody:
         return Deferred.fromCoroutine(pump())
 
 
-def bodyOf(request: Request) -> StreamedBody | BufferedBody:
+def bodyOf(request: Request) -> IBody:
+    """
+    The body of a request as it arrives (L{RegistryRequest}), or as
+    C{twisted.web} has already read it (any other request).
+    """
     body: StreamedBody | None = getattr(request, "body", None)
     if body is not None:
         return body
@@ -221,7 +221,7 @@ def bodyOf(request: Request) -> StreamedBody | BufferedBody:
     return BufferedBody(request.content)
 
 
-async def readBody(body: StreamedBody | BufferedBody, limit: int) -> bytes:
+async def readBody(body: IBody, limit: int) -> bytes:
     """
     All of a small body, failing with L{BodyTooLarge} as soon as it is more
     than C{limit} bytes, without holding more than that.
