@@ -75,10 +75,13 @@ class Digest:
         algorithm, encoded = match.groups()
         length = ALGORITHMS.get(algorithm)
         if length is None:
+            # A well-formed digest we cannot check: bad input (400), not a
+            # method the endpoint lacks (UNSUPPORTED's usual 405).
             raise RegistryError(
                 "UNSUPPORTED",
                 f"digest algorithm {algorithm!r} is not supported (use sha256 or sha512)",
                 {"digest": text},
+                status=400,
             )
         if len(encoded) != length or re.fullmatch("[0-9a-f]+", encoded) is None:
             raise RegistryError(
