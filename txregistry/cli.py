@@ -16,26 +16,18 @@ from txregistry.options import Options
 USAGE = "usage: txregistry serve [--listen ENDPOINT]... [--root DIR] [CONFIG]\n"
 
 
-def serve(options: Options) -> int:
+def serve(options: Options) -> None:
     from twisted.internet import reactor
-    from twisted.internet.error import CannotListenError
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from txregistry.service import makeService
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     service = makeService(options.registryConfig)
-    try:
-        # Binding happens here, before the reactor runs, so that a port in use
-        # ends start-up with one line rather than a registry that serves
-        # nothing.
-        service.startService()
-    except CannotListenError as e:
-        sys.stderr.write(f"txregistry: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}\n")
-        return 1
+    # Ports are bound here, before the reactor runs: one in use ends start-up.
+    service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     except usage.UsageError as e:
         sys.stderr.write(f"txregistry: {e}\n")
         raise SystemExit(2) from None
-    raise SystemExit(serve(options))
+    serve(options)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ site, the endpoints it listens on and its background jobs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
@@ -72,10 +75,28 @@ def site(config: Config, registry: Registry | None = None) -> Site:
     return _Site(RootResource(resource(config, registry)), config.log.accessLog)
 
 
+@contextmanager
+def _listening() -> Iterator[None]:
+    """
+    A port that cannot be bound ends start-up with one line, under twistd
+    as under C{txregistry serve}.
+    """
+    try:
+        yield
+    except CannotListenError as e:
+        raise SystemExit(
+            f"txregistry: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
+        ) from None
+
+
 class _RegistryService(MultiService):
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.config = config
+
+    def privilegedStartService(self) -> None:
+        with _listening():
+            super().privilegedStartService()
 
     def startService(self) -> None:
         for warning in self.config.warnings:
@@ -87,7 +108,8 @@ class _RegistryService(MultiService):
             where=f" in {os.path.abspath(storage.rootDirectory)}" if storage.driver == "filesystem" else "",
             listen=", ".join(self.config.http.listen),
         )
-        super().startService()
+        with _listening():
+            super().startService()
 
 
 def makeService(config: Config) -> IService:
