@@ -145,6 +145,20 @@ async def test_writer_cancel(driver: IStorageDriver) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_appending_to_nothing_creates_nothing_until_written(driver: IStorageDriver) -> None:
+    writer = await driver.writer("/upload/data", append=True)
+    assert (writer.path, writer.size) == ("/upload/data", 0)
+    await writer.close()
+    await failsWith(driver.stat("/upload/data"), PathNotFound)
+    writer = await driver.writer("/upload/data", append=True)
+    await writer.write(b"now")
+    await writer.close()
+    again = await driver.writer("/upload/data", append=True)
+    assert again.size == 3
+    await again.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_empty_file_from_writer(driver: IStorageDriver) -> None:
     writer = await driver.writer("/empty", append=True)
     await writer.commit()

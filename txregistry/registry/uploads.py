@@ -26,7 +26,7 @@ from txregistry.logging import logger
 from txregistry.reference import Digest
 from txregistry.registry.blobs import Blobs
 from txregistry.registry.links import deleteIfPresent, exists
-from txregistry.storage import IStorageDriver, PathNotFound, layout
+from txregistry.storage import IFileWriter, IStorageDriver, PathNotFound, layout
 from txregistry.storage.streams import hashReader
 
 log = logger(__name__)
@@ -105,45 +105,56 @@ class Uploads:
         self._progress[uuid] = _Progress(name, 0, hashlib.sha256())
         return UploadStatus(uuid, 0)
 
-    async def _recover(self, name: str, uuid: str) -> _Progress:
+    async def _open(self, name: str, uuid: str) -> IFileWriter:
         """
-        What the upload holds: the size in storage, and a hash of it that is
-        computed again from storage unless ours is known to cover it.
+        The upload's data, opened to append to; C{BLOB_UPLOAD_UNKNOWN} where
+        there is no such upload.
         """
         checkUUID(uuid)
-        dataPath = layout.uploadData(name, uuid)
-        try:
-            size = (await self.driver.stat(dataPath)).size
-        except PathNotFound:
-            if not await exists(self.driver, layout.uploadStartedAt(name, uuid)):
-                self._progress.pop(uuid, None)
-                raise RegistryError.uploadUnknown(uuid) from None
-            size = 0
+        if not await exists(self.driver, layout.uploadStartedAt(name, uuid)):
+            self._progress.pop(uuid, None)
+            raise RegistryError.uploadUnknown(uuid)
+        return await self.driver.writer(layout.uploadData(name, uuid), append=True)
+
+    async def _hashFromStorage(self, writer: IFileWriter, algorithm: str) -> tuple[Any, IFileWriter]:
+        """
+        A hash of what the upload holds, read back from storage, and the
+        upload opened again to append to. What a writer has written is only
+        sure to be readable once committed (an unfinished S3 multipart
+        upload cannot be read), so it is committed first.
+        """
+        await writer.commit()
+        dataPath = writer.path
+        hasher = await hashReader(await self.driver.reader(dataPath), algorithm)
+        return hasher, await self.driver.writer(dataPath, append=True)
+
+    async def _recover(self, name: str, uuid: str) -> tuple[_Progress, IFileWriter]:
+        """
+        The upload opened to append to, and what it holds: its size, as
+        storage says, and a hash of it that is computed again from storage
+        unless ours is known to cover exactly that.
+        """
+        writer = await self._open(name, uuid)
         progress = self._progress.get(uuid)
-        if progress is None or progress.name != name or progress.size != size:
-            if size:
-                log.info("re-hashing {size} bytes of upload {uuid} from storage", size=size, uuid=uuid)
-                hasher = await hashReader(await self.driver.reader(dataPath))
-            else:
-                hasher = hashlib.sha256()
-            progress = self._progress[uuid] = _Progress(name, size, hasher)
-        return progress
+        if progress is None or progress.name != name or progress.size != writer.size:
+            hasher = hashlib.sha256()
+            if writer.size:
+                log.info("re-hashing {size} bytes of upload {uuid} from storage", size=writer.size, uuid=uuid)
+                hasher, writer = await self._hashFromStorage(writer, "sha256")
+            progress = self._progress[uuid] = _Progress(name, writer.size, hasher)
+        return progress, writer
 
     async def status(self, name: str, uuid: str) -> UploadStatus:
-        checkUUID(uuid)
-        dataPath = layout.uploadData(name, uuid)
-        try:
-            return UploadStatus(uuid, (await self.driver.stat(dataPath)).size)
-        except PathNotFound:
-            if await exists(self.driver, layout.uploadStartedAt(name, uuid)):
-                return UploadStatus(uuid, 0)
-            raise RegistryError.uploadUnknown(uuid) from None
+        writer = await self._open(name, uuid)
+        size = writer.size
+        await writer.close()
+        return UploadStatus(uuid, size)
 
-    async def _append(self, name: str, uuid: str, body: IBody, start: int | None) -> UploadStatus:
-        progress = await self._recover(name, uuid)
+    async def _write(
+        self, uuid: str, progress: _Progress, writer: IFileWriter, body: IBody, start: int | None
+    ) -> None:
         if start is not None and start != progress.size:
             raise _rangeInvalid(progress.size)
-        writer = await self.driver.writer(layout.uploadData(name, uuid), append=True)
 
         def sink(data: bytes) -> Deferred[None]:
             progress.hasher.update(data)
@@ -155,19 +166,26 @@ class Uploads:
             # The hash may now cover bytes that never reached storage: let
             # the next request compute it again from what is there.
             self._progress.pop(uuid, None)
-            await writer.close()
             raise
-        await writer.close()
         progress.size = writer.size
-        return UploadStatus(uuid, writer.size)
 
     async def append(self, name: str, uuid: str, body: IBody, start: int | None = None) -> UploadStatus:
         """
         Add a chunk. C{start}, where the client said where its chunk goes,
         must be where the upload ends (C{RANGE_INVALID} otherwise).
         """
+
+        async def append() -> UploadStatus:
+            progress, writer = await self._recover(name, uuid)
+            try:
+                await self._write(uuid, progress, writer, body, start)
+            finally:
+                await writer.close()
+            return UploadStatus(uuid, writer.size)
+
         checkUUID(uuid)
-        return await self._locked(uuid, lambda: self._append(name, uuid, body, start))
+        result: UploadStatus = await self._locked(uuid, append)
+        return result
 
     async def finish(
         self, name: str, uuid: str, digest: Digest, body: IBody | None = None, start: int | None = None
@@ -177,17 +195,21 @@ class Uploads:
         C{digest} and make it a blob of the repository. A digest that does
         not match cancels the upload. The blob's size.
         """
-        checkUUID(uuid)
 
         async def finish() -> int:
+            progress, writer = await self._recover(name, uuid)
             if body is not None:
-                await self._append(name, uuid, body, start)
-            progress = await self._recover(name, uuid)
-            dataPath = layout.uploadData(name, uuid)
-            if digest.algorithm == "sha256":
-                actual = progress.hasher.copy().hexdigest()
-            else:
-                actual = (await hashReader(await self.driver.reader(dataPath), digest.algorithm)).hexdigest()
+                try:
+                    await self._write(uuid, progress, writer, body, start)
+                except BaseException:
+                    await writer.close()
+                    raise
+            # Durable (and readable) before it is checked and made visible.
+            await writer.commit()
+            hasher = progress.hasher
+            if digest.algorithm != "sha256":
+                hasher = await hashReader(await self.driver.reader(writer.path), digest.algorithm)
+            actual = hasher.copy().hexdigest()
             if actual != digest.hex:
                 await self._cancel(name, uuid)
                 raise RegistryError(
@@ -195,19 +217,16 @@ class Uploads:
                     "the uploaded content does not match the digest given",
                     {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
                 )
-            # Opening to append makes the file of an empty upload, and commit
-            # makes the data durable before the rename makes it visible.
-            writer = await self.driver.writer(dataPath, append=True)
-            await writer.commit()
             if await exists(self.driver, layout.blobData(digest)):
                 await self.driver.delete(layout.upload(name, uuid))
             else:
-                await self.driver.move(dataPath, layout.blobData(digest))
+                await self.driver.move(writer.path, layout.blobData(digest))
                 await deleteIfPresent(self.driver, layout.upload(name, uuid))
             await Blobs(self.driver, name).link(digest)
             self._progress.pop(uuid, None)
-            return progress.size
+            return writer.size
 
+        checkUUID(uuid)
         result: int = await self._locked(uuid, finish)
         return result
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from typing import IO, BinaryIO, Literal, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThread
@@ -54,34 +54,54 @@ class _FileReader:
 
 @implementer(IFileWriter)
 class _FileWriter:
-    def __init__(self, path: str, file: BinaryIO, size: int) -> None:
-        self._path = path
-        self._file = file
-        self.size = size
+    def __init__(self, path: str, full: str, append: bool) -> None:
+        self.path = path
+        self._full = full
+        self._file: IO[bytes] | None = None
+        if append:
+            try:
+                self.size = os.path.getsize(full)
+            except FileNotFoundError:
+                # Made on the first write or commit, so that opening to look
+                # at an upload's size creates nothing.
+                self.size = 0
+        else:
+            self._open("wb")
+            self.size = 0
+
+    def _open(self, mode: Literal["ab", "wb"] = "ab") -> IO[bytes]:
+        if self._file is None:
+            os.makedirs(os.path.dirname(self._full), exist_ok=True)
+            self._file = open(self._full, mode)
+        return self._file
 
     def write(self, data: bytes) -> Deferred[None]:
-        self._file.write(data)
+        self._open().write(data)
         self.size += len(data)
         return succeed(None)
 
     def close(self) -> Deferred[None]:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         return succeed(None)
 
     def commit(self) -> Deferred[None]:
+        file = self._open()
+
         def sync() -> None:
             try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
+                file.flush()
+                os.fsync(file.fileno())
             finally:
-                self._file.close()
+                file.close()
 
         return deferToThread(sync)
 
     def cancel(self) -> Deferred[None]:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         try:
-            os.remove(self._path)
+            os.remove(self._full)
         except FileNotFoundError:
             pass
         return succeed(None)
@@ -167,12 +187,7 @@ class FilesystemDriver:
         return self._call(path, open_)
 
     def writer(self, path: str, append: bool = False) -> Deferred[IFileWriter]:
-        def open_(full: str) -> IFileWriter:
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            f = open(full, "ab" if append else "wb")
-            return _FileWriter(full, f, f.tell())
-
-        return self._call(path, open_)
+        return self._call(path, lambda full: _FileWriter(path, full, append))
 
     def stat(self, path: str) -> Deferred[FileInfo]:
         def stat(full: str) -> FileInfo:

@@ -63,10 +63,18 @@ class IReader(Interface):
 
 class IFileWriter(Interface):
     """
-    A file being written, by appending. Nothing written through it is
-    promised to be durable before L{commit} has fired.
+    A file being written, by appending.
+
+    What a writer wrote and closed is kept: a later writer, in this process
+    or another sharing the storage, opens it to append and its C{size}
+    says how much it holds. Only once committed is it sure to be durable,
+    and to be seen by L{IStorageDriver.stat}, L{IStorageDriver.reader} and
+    L{IStorageDriver.getContent} (an unfinished S3 multipart upload cannot
+    be read). Nothing exists at the path until something is written or the
+    writer is committed.
     """
 
+    path = Attribute("The path being written.")
     size = Attribute("Bytes in the file so far, including any it had when opened to append.")
 
     def write(data: bytes) -> Deferred[None]:
@@ -85,7 +93,7 @@ class IFileWriter(Interface):
     def commit() -> Deferred[None]:
         """
         Flush, make durable and release; the file then has exactly C{size}
-        bytes.
+        bytes, an empty file if nothing was ever written.
         """
 
     def cancel() -> Deferred[None]:

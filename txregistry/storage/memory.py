@@ -37,27 +37,35 @@ class _MemoryReader:
 
 @implementer(IFileWriter)
 class _MemoryWriter:
-    def __init__(self, driver: MemoryDriver, path: str, content: bytes) -> None:
+    def __init__(self, driver: MemoryDriver, path: str, content: bytes | None) -> None:
         self._driver = driver
-        self._path = path
-        self._buffer = bytearray(content)
+        self.path = path
+        # None until there is a file: appending to nothing creates nothing
+        # until a write or a commit.
+        self._buffer = None if content is None else bytearray(content)
 
     @property
     def size(self) -> int:
-        return len(self._buffer)
+        return 0 if self._buffer is None else len(self._buffer)
 
     def write(self, data: bytes) -> Deferred[None]:
+        if self._buffer is None:
+            self._buffer = bytearray()
         self._buffer += data
         return succeed(None)
 
     def close(self) -> Deferred[None]:
-        self._driver._store(self._path, bytes(self._buffer))
+        if self._buffer is not None:
+            self._driver._store(self.path, bytes(self._buffer))
         return succeed(None)
 
-    commit = close
+    def commit(self) -> Deferred[None]:
+        if self._buffer is None:
+            self._buffer = bytearray()
+        return self.close()
 
     def cancel(self) -> Deferred[None]:
-        self._driver._files.pop(self._path, None)
+        self._driver._files.pop(self.path, None)
         return succeed(None)
 
 
@@ -90,11 +98,10 @@ class MemoryDriver:
         return succeed(_MemoryReader(self._files[path][0], offset))
 
     def writer(self, path: str, append: bool = False) -> Deferred[IFileWriter]:
-        content = self._files.get(path, (b"", 0.0))[0] if append else b""
-        writer = _MemoryWriter(self, path, content)
-        # The file exists from the moment it is opened, as on a file system.
-        self._store(path, content)
-        return succeed(writer)
+        if not append:
+            self._store(path, b"")
+        existing = self._files.get(path)
+        return succeed(_MemoryWriter(self, path, None if existing is None else existing[0]))
 
     def stat(self, path: str) -> Deferred[FileInfo]:
         if path in self._files:
