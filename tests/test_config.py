@@ -143,8 +143,22 @@ def test_environment_without_file() -> None:
             "storage: exactly one storage driver",
         ),
         (
-            "version: 0.1\nstorage:\n  s3:\n    bucket: b\n",
-            "storage.s3: this storage driver is not supported yet",
+            "version: 0.1\nstorage:\n  azure:\n    accountname: a\n",
+            "storage.azure: this storage driver is not supported yet",
+        ),
+        ("version: 0.1\nstorage:\n  s3:\n    region: x\n", "storage.s3.bucket: the bucket"),
+        ("version: 0.1\nstorage:\n  s3:\n    bucket: b\n", "storage.s3.region: missing"),
+        (
+            "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: r\n    chunksize: 1000\n",
+            "storage.s3.chunksize: must be at least 5242880",
+        ),
+        (
+            "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: r\n    accesskey: a\n",
+            "storage.s3.accesskey: give both",
+        ),
+        (
+            "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: r\n    v4auth: false\n",
+            "storage.s3.v4auth: only SigV4",
         ),
         ("version: 0.1\nstorage:\n  floppy: {}\n", "storage.floppy: unknown storage driver"),
         (
@@ -169,6 +183,42 @@ def test_bad_configurations(text: str, message: str) -> None:
         parseConfig(text, environ={})
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_s3_like_minio_on_a_nas() -> None:
+    config = parseConfig(
+        """
+version: 0.1
+storage:
+  s3:
+    accesskey: AKIAEXAMPLE
+    secretkey: example-secret
+    region: us-east-1
+    regionendpoint: nas.example.test:9000
+    bucket: registry
+    rootdirectory: /docker-registry
+    secure: false
+    chunksize: 20971520
+  redirect:
+    disable: true
+""",
+        environ={"REGISTRY_STORAGE_S3_BUCKET": "other-bucket"},
+    )
+    s3 = config.storage.s3
+    assert config.storage.driver == "s3" and s3 is not None
+    assert s3.bucket == "other-bucket"
+    assert s3.endpointURL() == "http://nas.example.test:9000"
+    assert s3.forcePathStyle
+    assert s3.rootDirectory == "/docker-registry"
+    assert s3.chunkSize == 20 * 1024 * 1024
+    assert config.warnings == ("config key storage.redirect is not supported yet and is ignored",)
+
+
+def test_s3_on_aws() -> None:
+    config = parseConfig("version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: eu-west-1\n", environ={})
+    assert config.storage.s3 is not None
+    assert config.storage.s3.endpointURL() == "https://s3.eu-west-1.amazonaws.com"
+    assert not config.storage.s3.forcePathStyle
 
 
 def test_durations() -> None:

@@ -3,15 +3,18 @@ The storage driver contract, which every driver must pass.
 """
 
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_twisted
+from botocore.credentials import Credentials
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFS
 from txregistry.storage import (
     FilesystemDriver,
     IFileWriter,
@@ -20,23 +23,25 @@ from txregistry.storage import (
     MemoryDriver,
     PathNotFound,
 )
+from txregistry.storage.s3 import S3Driver
+from txregistry.storage.s3client import Endpoint, S3Client
 from txregistry.storage.streams import consume, hashReader, streamTo
 
 
-def filesystem(tmp_path: str) -> IStorageDriver:
-    return FilesystemDriver(os.path.join(tmp_path, "root"))
-
-
-def memory(tmp_path: str) -> IStorageDriver:
-    return MemoryDriver()
-
-
-DRIVERS: dict[str, Callable[[str], IStorageDriver]] = {"filesystem": filesystem, "inmemory": memory}
-
-
-@pytest.fixture(params=sorted(DRIVERS))
-def driver(request: pytest.FixtureRequest, tmp_path: object) -> IStorageDriver:
-    return DRIVERS[request.param](str(tmp_path))
+@pytest_twisted.async_yield_fixture(params=["filesystem", "inmemory", "s3"])
+async def driver(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[IStorageDriver]:
+    if request.param == "filesystem":
+        yield FilesystemDriver(os.path.join(str(tmp_path), "root"))
+    elif request.param == "inmemory":
+        yield MemoryDriver()
+    else:
+        server: SeaweedFS = request.getfixturevalue("seaweedfs")
+        client = S3Client(
+            Endpoint(server.endpoint, BUCKET, pathStyle=True), REGION, Credentials(ACCESS_KEY, SECRET_KEY)
+        )
+        # Each test in a root of its own in the one bucket.
+        yield S3Driver(client, f"/tests/{uuid.uuid4()}", chunkSize=5 * 1024 * 1024)
+        await client.close()
 
 
 async def readAll(driver: IStorageDriver, path: str, offset: int = 0) -> bytes:
@@ -121,8 +126,8 @@ async def test_writer(driver: IStorageDriver) -> None:
     await writer.write(b"world")
     assert writer.size == 11
     await writer.close()
-    assert await driver.getContent("/upload/data") == b"hello world"
 
+    # What was closed is appended to; what is committed is read.
     appender = await driver.writer("/upload/data", append=True)
     assert appender.size == 11
     await appender.write(b"!")
@@ -131,9 +136,30 @@ async def test_writer(driver: IStorageDriver) -> None:
     assert (await driver.stat("/upload/data")).size == 12
 
     again = await driver.writer("/upload/data", append=False)
+    assert again.size == 0
     await again.write(b"new")
-    await again.close()
+    await again.commit()
     assert await driver.getContent("/upload/data") == b"new"
+
+
+@pytest_twisted.ensureDeferred
+async def test_writer_appends_across_many_parts(driver: IStorageDriver) -> None:
+    """
+    Chunks of every size, each written by a writer of its own: small ones,
+    ones that fill several S3 parts, ones that end in a small last part.
+    """
+    content = os.urandom(23 * 1024 * 1024)
+    cuts = [0, 1000, 3 * 1024 * 1024, 9 * 1024 * 1024, 9 * 1024 * 1024 + 7, 21 * 1024 * 1024, len(content)]
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        writer = await driver.writer("/big/data", append=True)
+        assert writer.size == start
+        for offset in range(start, end, 1024 * 1024):
+            await writer.write(content[offset : min(offset + 1024 * 1024, end)])
+        await writer.close()
+    writer = await driver.writer("/big/data", append=True)
+    assert writer.size == len(content)
+    await writer.commit()
+    assert await readAll(driver, "/big/data") == content
 
 
 @pytest_twisted.ensureDeferred

@@ -11,6 +11,7 @@ import sys
 
 from twisted.python import usage
 
+from txregistry.config import ConfigError
 from txregistry.options import Options
 
 USAGE = "usage: txregistry serve [--listen ENDPOINT]... [--root DIR] [CONFIG]\n"
@@ -23,7 +24,10 @@ def serve(options: Options) -> None:
     from txregistry.service import makeService
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
-    service = makeService(options.registryConfig)
+    try:
+        service = makeService(options.registryConfig)
+    except ConfigError as e:
+        raise SystemExit(f"txregistry: {e}") from None
     # Ports are bound here, before the reactor runs: one in use ends start-up.
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

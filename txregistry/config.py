@@ -23,7 +23,8 @@ DEFAULT_ROOT = "registry-data"
 DEFAULT_ADDR = ":5000"
 
 _DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
-_SUPPORTED_DRIVERS = ("filesystem", "inmemory")
+_SUPPORTED_DRIVERS = ("filesystem", "inmemory", "s3")
+_MiB = 1024 * 1024
 # storage.* keys that configure the registry rather than name a driver.
 _STORAGE_SETTINGS = ("delete", "maintenance", "cache", "redirect", "tag")
 _LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -44,9 +45,43 @@ class UploadPurging:
 
 
 @attrs.frozen
+class S3:
+    """
+    registry:2's C{storage.s3}.
+    """
+
+    bucket: str
+    region: str = "us-east-1"
+    #: The endpoint's URL, for S3-compatible servers (MinIO, SeaweedFS).
+    regionEndpoint: str | None = None
+    #: Without keys, the standard AWS environment variables and files.
+    accessKey: str | None = None
+    secretKey: str | None = None
+    rootDirectory: str = ""
+    secure: bool = True
+    forcePathStyle: bool = False
+    skipVerify: bool = False
+    chunkSize: int = 10 * _MiB
+    multipartCopyThresholdSize: int = 32 * _MiB
+    multipartCopyChunkSize: int = 32 * _MiB
+    multipartCopyMaxConcurrency: int = 100
+    storageClass: str = "STANDARD"
+    encrypt: bool = False
+
+    def endpointURL(self) -> str:
+        scheme = "https" if self.secure else "http"
+        if self.regionEndpoint is None:
+            return f"{scheme}://s3.{self.region}.amazonaws.com"
+        if "://" in self.regionEndpoint:
+            return self.regionEndpoint.rstrip("/")
+        return f"{scheme}://{self.regionEndpoint.rstrip('/')}"
+
+
+@attrs.frozen
 class Storage:
     driver: str = "filesystem"
     rootDirectory: str = DEFAULT_ROOT
+    s3: S3 | None = None
     deleteEnabled: bool = False
     readOnly: bool = False
     uploadPurging: UploadPurging = UploadPurging()
@@ -253,6 +288,7 @@ def _storage(reader: _Reader) -> Storage:
     root = DEFAULT_ROOT
     if driver == "filesystem":
         root = reader.get("storage.filesystem.rootdirectory", str, "/var/lib/registry")
+    s3 = _s3(reader) if driver == "s3" else None
     reader.get("storage.maintenance", dict)
     reader.get("storage.maintenance.uploadpurging", dict)
     purging = UploadPurging(
@@ -268,9 +304,58 @@ def _storage(reader: _Reader) -> Storage:
     return Storage(
         driver=driver,
         rootDirectory=root,
+        s3=s3,
         deleteEnabled=reader.get("storage.delete.enabled", bool, False),
         readOnly=reader.get("storage.maintenance.readonly.enabled", bool, False),
         uploadPurging=purging,
+    )
+
+
+def _size(reader: _Reader, key: str, default: int, minimum: int = 1) -> int:
+    value = reader.get(key, (int, str), default)
+    if isinstance(value, str):
+        if not value.isdigit():
+            raise ConfigError(f"{key}: expected a number of bytes, got {value!r}")
+        value = int(value)
+    if value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _s3(reader: _Reader) -> S3:
+    bucket = reader.get("storage.s3.bucket", str)
+    if not bucket:
+        raise ConfigError("storage.s3.bucket: the bucket to keep the registry in is missing")
+    endpoint = reader.get("storage.s3.regionendpoint", str) or None
+    region = reader.get("storage.s3.region", str)
+    if region is None:
+        if endpoint is None:
+            raise ConfigError("storage.s3.region: missing (needed unless storage.s3.regionendpoint is given)")
+        region = "us-east-1"
+    accessKey = reader.get("storage.s3.accesskey", str) or None
+    secretKey = reader.get("storage.s3.secretkey", str) or None
+    if (accessKey is None) != (secretKey is None):
+        raise ConfigError("storage.s3.accesskey: give both accesskey and secretkey, or neither")
+    # registry:2 addresses S3-compatible servers by path unless told otherwise.
+    pathStyle = reader.get("storage.s3.forcepathstyle", bool, endpoint is not None)
+    if reader.get("storage.s3.v4auth", bool, True) is False:
+        raise ConfigError("storage.s3.v4auth: only SigV4 signing is supported (true, or leave it out)")
+    return S3(
+        bucket=bucket,
+        region=region,
+        regionEndpoint=endpoint,
+        accessKey=accessKey,
+        secretKey=secretKey,
+        rootDirectory=reader.get("storage.s3.rootdirectory", str, ""),
+        secure=reader.get("storage.s3.secure", bool, True),
+        forcePathStyle=pathStyle,
+        skipVerify=reader.get("storage.s3.skipverify", bool, False),
+        chunkSize=_size(reader, "storage.s3.chunksize", 10 * _MiB, 5 * _MiB),
+        multipartCopyThresholdSize=_size(reader, "storage.s3.multipartcopythresholdsize", 32 * _MiB),
+        multipartCopyChunkSize=_size(reader, "storage.s3.multipartcopychunksize", 32 * _MiB, 5 * _MiB),
+        multipartCopyMaxConcurrency=_size(reader, "storage.s3.multipartcopymaxconcurrency", 100),
+        storageClass=reader.get("storage.s3.storageclass", str, "STANDARD"),
+        encrypt=reader.get("storage.s3.encrypt", bool, False),
     )
 
 

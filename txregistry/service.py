@@ -12,12 +12,13 @@ from contextlib import contextmanager
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from txregistry.config import Config
+from txregistry.config import S3, Config, ConfigError
 from txregistry.logging import logger, setLevel
 from txregistry.registry import Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
@@ -29,9 +30,40 @@ log = logger(__name__)
 def storageDriver(config: Config) -> IStorageDriver:
     if config.storage.driver == "inmemory":
         return MemoryDriver()
+    if config.storage.s3 is not None:
+        return s3Driver(config.storage.s3)
     root = config.storage.rootDirectory
     os.makedirs(root, exist_ok=True)
     return FilesystemDriver(root)
+
+
+def s3Driver(s3: S3) -> IStorageDriver:
+    # Imported here: botocore and treq are the s3 extra's, not needed otherwise.
+    from botocore.credentials import Credentials
+    from botocore.session import Session
+
+    from txregistry.storage.s3 import S3Driver
+    from txregistry.storage.s3client import Endpoint, S3Client
+
+    if s3.accessKey is not None and s3.secretKey is not None:
+        credentials = Credentials(s3.accessKey, s3.secretKey)
+    else:
+        found = Session().get_credentials()
+        if found is None:
+            raise ConfigError("storage.s3.accesskey: no keys given and none found in the AWS environment")
+        credentials = found
+    endpoint = Endpoint(s3.endpointURL(), s3.bucket, s3.forcePathStyle)
+    client = S3Client(endpoint, s3.region, credentials, skipVerify=s3.skipVerify)
+    return S3Driver(
+        client,
+        s3.rootDirectory,
+        chunkSize=s3.chunkSize,
+        multipartCopyThreshold=s3.multipartCopyThresholdSize,
+        multipartCopyChunkSize=s3.multipartCopyChunkSize,
+        multipartCopyConcurrency=s3.multipartCopyMaxConcurrency,
+        storageClass=s3.storageClass,
+        encrypt=s3.encrypt,
+    )
 
 
 def registryOf(config: Config, driver: IStorageDriver | None = None) -> Registry:
@@ -90,9 +122,18 @@ def _listening() -> Iterator[None]:
 
 
 class _RegistryService(MultiService):
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, registry: Registry) -> None:
         super().__init__()
         self.config = config
+        self.registry = registry
+
+    def stopService(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred.fromCoroutine(self._stop())
+        return d
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        await self.registry.driver.close()
 
     def privilegedStartService(self) -> None:
         with _listening():
@@ -119,7 +160,7 @@ def makeService(config: Config) -> IService:
     """
     setLevel(config.log.level)
     registry = registryOf(config)
-    service = _RegistryService(config)
+    service = _RegistryService(config, registry)
     factory = site(config, registry)
     for description in config.http.listen:
         endpoint = serverFromString(reactor, description)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from twisted.application.service import IService
 
+from txregistry.config import ConfigError
 from txregistry.options import Options
 from txregistry.service import makeService as _makeService
 
@@ -13,4 +14,7 @@ __all__ = ["Options", "makeService"]
 
 
 def makeService(options: Options) -> IService:
-    return _makeService(options.registryConfig)
+    try:
+        return _makeService(options.registryConfig)
+    except ConfigError as e:
+        raise SystemExit(f"txregistry: {e}") from None

@@ -157,3 +157,9 @@ class IStorageDriver(Interface):
         """
         Remove a file, or a directory with everything below it.
         """
+
+    def close() -> Deferred[None]:
+        """
+        Release what the driver holds (connections), when the registry
+        stops.
+        """

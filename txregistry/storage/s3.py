@@ -1,0 +1,576 @@
+"""
+A storage driver on an S3 bucket (AWS, MinIO, SeaweedFS, ...), with the
+keys registry:2's S3 driver uses: C{<rootdirectory>/docker/registry/v2/...}
+without the root's leading slash. A bucket written by registry:2 is served
+as it is, and instances sharing a bucket need nothing else to agree.
+
+Files being written are multipart uploads in the bucket, streamed part by
+part: a writer holds at most one part in memory, and any instance can
+append to what another left.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+import xml.etree.ElementTree as ET
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import treq
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults, succeed
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.iweb import IResponse
+from zope.interface import implementer
+
+from txregistry.storage.interfaces import (
+    FileInfo,
+    IFileWriter,
+    IReader,
+    IStorageDriver,
+    PathNotFound,
+    StorageUnavailable,
+)
+from txregistry.storage.s3client import S3Client, S3Error, findAll, findText
+
+MiB = 1024 * 1024
+#: S3's smallest part, but for the last one.
+MIN_PART_SIZE = 5 * MiB
+#: The largest object one CopyObject copies.
+MAX_COPY_SIZE = 5 * 1024 * MiB
+_DELETE_BATCH = 1000
+# Bytes a reader holds before it pauses the response it reads from.
+_READ_AHEAD = 2 * MiB
+
+
+def _modified(response: IResponse) -> float:
+    values = response.headers.getRawHeaders("last-modified")
+    if not values:
+        return time.time()
+    return parsedate_to_datetime(values[0]).timestamp()
+
+
+def _notFound(error: S3Error) -> bool:
+    return error.status == 404
+
+
+class _BodyProtocol(Protocol):
+    """
+    A response body read a chunk at a time: the connection is paused while
+    more than L{_READ_AHEAD} bytes wait to be read.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._held = 0
+        self._waiting: Deferred[bytes] | None = None
+        self._ended: Failure | None = None
+        self._paused = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._held += len(data)
+        transport: Any = self.transport
+        if self._held > _READ_AHEAD and not self._paused and transport is not None:
+            self._paused = True
+            transport.pauseProducing()
+        self._deliver()
+
+    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+        self._ended = reason
+        self._deliver()
+
+    def _deliver(self) -> None:
+        if self._waiting is None:
+            return
+        if self._chunks:
+            data = self._chunks.popleft()
+            self._held -= len(data)
+            transport: Any = self.transport
+            if self._paused and self._held <= _READ_AHEAD // 2 and transport is not None:
+                self._paused = False
+                transport.resumeProducing()
+        elif self._ended is not None:
+            if not self._ended.check(ResponseDone):
+                waiting, self._waiting = self._waiting, None
+                waiting.errback(StorageUnavailable(f"S3 read cut short: {self._ended.value}"))
+                return
+            data = b""
+        else:
+            return
+        waiting, self._waiting = self._waiting, None
+        waiting.callback(data)
+
+    def read(self) -> Deferred[bytes]:
+        self._waiting = Deferred()
+        waiting = self._waiting
+        self._deliver()
+        return waiting
+
+    def stop(self) -> None:
+        transport: Any = self.transport
+        if self._ended is None and transport is not None:
+            transport.stopProducing()
+
+
+@implementer(IReader)
+class _ObjectReader:
+    def __init__(self, body: _BodyProtocol | None) -> None:
+        self._body = body
+        self._rest = b""
+
+    def read(self, size: int) -> Deferred[bytes]:
+        if self._rest:
+            data, self._rest = self._rest[:size], self._rest[size:]
+            return succeed(data)
+        if self._body is None:
+            return succeed(b"")
+
+        def cut(data: bytes) -> bytes:
+            self._rest = data[size:]
+            return data[:size]
+
+        return self._body.read().addCallback(cut)
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.stop()
+            self._body = None
+
+
+@implementer(IFileWriter)
+class _MultipartWriter:
+    """
+    A file being written as a multipart upload at its key. Full parts of
+    C{chunkSize} go to S3 as they fill; L{close} sends what is left as a
+    last, possibly small part; the next writer to append finds the upload
+    with its parts, as registry:2's S3 driver does.
+    """
+
+    def __init__(self, driver: S3Driver, path: str) -> None:
+        self.path = path
+        self.size = 0
+        self._driver = driver
+        self._client = driver.client
+        self._key = driver.key(path)
+        self._uploadID: str | None = None
+        self._parts: list[tuple[int, str, int]] = []
+        self._pending = bytearray()
+
+    async def _existingUpload(self) -> str | None:
+        root = await self._client.requestXML("GET", "", query={"uploads": None, "prefix": self._key})
+        found = [
+            (findText(upload, "{}Initiated"), findText(upload, "{}UploadId"))
+            for upload in findAll(root, "{}Upload")
+            if findText(upload, "{}Key") == self._key
+        ]
+        return max(found)[1] if found else None
+
+    async def _listParts(self, uploadID: str) -> list[tuple[int, str, int]]:
+        parts: list[tuple[int, str, int]] = []
+        marker = "0"
+        while True:
+            root = await self._client.requestXML(
+                "GET", self._key, query={"uploadId": uploadID, "part-number-marker": marker}
+            )
+            for part in findAll(root, "{}Part"):
+                parts.append(
+                    (
+                        int(findText(part, "{}PartNumber")),
+                        findText(part, "{}ETag"),
+                        int(findText(part, "{}Size")),
+                    )
+                )
+            if findText(root, "{}IsTruncated") != "true":
+                return sorted(parts)
+            marker = findText(root, "{}NextPartNumberMarker")
+
+    async def open(self, append: bool) -> None:
+        if not append:
+            await self._abortAll()
+            return
+        uploadID = await self._existingUpload()
+        if uploadID is not None:
+            self._uploadID = uploadID
+            self._parts = await self._listParts(uploadID)
+            self.size = sum(size for _, _, size in self._parts)
+            if self._parts and self._parts[-1][2] < MIN_PART_SIZE:
+                # A small last part cannot be followed by another: finish
+                # the upload and start again from the object it makes.
+                await self._complete()
+                await self._continueFromObject()
+            return
+        await self._continueFromObject()
+
+    async def _continueFromObject(self) -> None:
+        try:
+            info = await self._driver.stat(self.path)
+        except PathNotFound:
+            return
+        self._uploadID = None
+        self._parts = []
+        self.size = info.size
+        if info.size < MIN_PART_SIZE:
+            self._pending = bytearray(await self._driver.getContent(self.path))
+            return
+        await self._start()
+        # The object so far becomes the first parts, copied within S3.
+        for start in range(0, info.size, MAX_COPY_SIZE):
+            end = min(start + MAX_COPY_SIZE, info.size) - 1
+            await self._copyPart(len(self._parts) + 1, start, end)
+
+    async def _copyPart(self, number: int, start: int, end: int) -> None:
+        root = await self._client.requestXML(
+            "PUT",
+            self._key,
+            query={"partNumber": str(number), "uploadId": self._uploadID or ""},
+            headers={
+                "x-amz-copy-source": f"/{self._client.endpoint.bucket}/{self._key}",
+                "x-amz-copy-source-range": f"bytes={start}-{end}",
+            },
+        )
+        self._parts.append((number, findText(root, "{}ETag"), end - start + 1))
+
+    async def _start(self) -> None:
+        root = await self._client.requestXML(
+            "POST", self._key, query={"uploads": None}, headers=self._driver.objectHeaders(), retry=True
+        )
+        self._uploadID = findText(root, "{}UploadId")
+
+    async def _uploadPart(self, data: bytes) -> None:
+        if self._uploadID is None:
+            await self._start()
+        number = len(self._parts) + 1
+        response = await self._client.request(
+            "PUT", self._key, query={"partNumber": str(number), "uploadId": self._uploadID or ""}, body=data
+        )
+        await treq.content(response)
+        self._parts.append((number, response.headers.getRawHeaders("etag", [""])[0], len(data)))
+
+    async def _flushFull(self) -> None:
+        while len(self._pending) >= self._driver.chunkSize:
+            part = bytes(self._pending[: self._driver.chunkSize])
+            del self._pending[: self._driver.chunkSize]
+            await self._uploadPart(part)
+
+    def write(self, data: bytes) -> Deferred[None]:
+        self._pending += data
+        self.size += len(data)
+        if len(self._pending) < self._driver.chunkSize:
+            return succeed(None)
+        return ensureDeferred(self._flushFull())
+
+    async def _close(self) -> None:
+        await self._flushFull()
+        if self._pending:
+            await self._uploadPart(bytes(self._pending))
+            self._pending.clear()
+
+    def close(self) -> Deferred[None]:
+        return ensureDeferred(self._close())
+
+    async def _complete(self) -> None:
+        body = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f"<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"
+                for number, etag, _ in self._parts
+            )
+            + "</CompleteMultipartUpload>"
+        )
+        response = await self._client.request(
+            "POST", self._key, query={"uploadId": self._uploadID or ""}, body=body.encode(), retry=True
+        )
+        content = await treq.content(response)
+        # S3 may answer 200 and still report an error in the body.
+        if b"<Error>" in content:
+            root = ET.fromstring(content)
+            raise StorageUnavailable(f"S3 could not complete {self._key}: {root.findtext('Message')}")
+        self._uploadID = None
+        self._parts = []
+
+    async def _commit(self) -> None:
+        if self._uploadID is None and not self._parts:
+            await self._driver.putContent(self.path, bytes(self._pending))
+            self._pending.clear()
+            return
+        await self._close()
+        await self._complete()
+
+    def commit(self) -> Deferred[None]:
+        return ensureDeferred(self._commit())
+
+    async def _abortAll(self) -> None:
+        while (uploadID := await self._existingUpload()) is not None:
+            await self._client.request("DELETE", self._key, query={"uploadId": uploadID}, ok=(200, 204, 404))
+        self._uploadID = None
+        self._parts = []
+
+    async def _cancel(self) -> None:
+        self._pending.clear()
+        await self._abortAll()
+        await self._client.request("DELETE", self._key, ok=(200, 204, 404))
+
+    def cancel(self) -> Deferred[None]:
+        return ensureDeferred(self._cancel())
+
+
+@implementer(IStorageDriver)
+class S3Driver:
+    """
+    Files as objects in one bucket, below C{rootDirectory}.
+    """
+
+    name = "s3"
+
+    def __init__(
+        self,
+        client: S3Client,
+        rootDirectory: str = "",
+        chunkSize: int = 10 * MiB,
+        multipartCopyThreshold: int = 32 * MiB,
+        multipartCopyChunkSize: int = 32 * MiB,
+        multipartCopyConcurrency: int = 100,
+        storageClass: str | None = None,
+        encrypt: bool = False,
+    ) -> None:
+        self.client = client
+        self.root = rootDirectory.strip("/")
+        self.chunkSize = chunkSize
+        self.multipartCopyThreshold = multipartCopyThreshold
+        self.multipartCopyChunkSize = multipartCopyChunkSize
+        self.multipartCopyConcurrency = multipartCopyConcurrency
+        self.storageClass = storageClass
+        self.encrypt = encrypt
+
+    def key(self, path: str) -> str:
+        if not path.startswith("/") or "/../" in f"{path}/":
+            raise ValueError(f"not a storage path: {path!r}")
+        return f"{self.root}{path}".lstrip("/")
+
+    def _path(self, key: str) -> str:
+        return "/" + key[len(self.root) :].lstrip("/") if self.root else "/" + key
+
+    def objectHeaders(self) -> dict[str, str]:
+        headers = {}
+        if self.storageClass and self.storageClass != "NONE":
+            headers["x-amz-storage-class"] = self.storageClass
+        if self.encrypt:
+            headers["x-amz-server-side-encryption"] = "AES256"
+        return headers
+
+    async def _get(self, path: str, headers: dict[str, str] | None = None) -> IResponse:
+        try:
+            return await self.client.request("GET", self.key(path), headers=headers, ok=(200, 206))
+        except S3Error as e:
+            if _notFound(e):
+                raise PathNotFound(path) from None
+            raise StorageUnavailable(f"S3 GET {path}: {e.code}: {e.message}") from None
+
+    def getContent(self, path: str) -> Deferred[bytes]:
+        async def get() -> bytes:
+            return bytes(await treq.content(await self._get(path)))
+
+        return ensureDeferred(get())
+
+    def putContent(self, path: str, content: bytes) -> Deferred[None]:
+        async def put() -> None:
+            response = await self.client.request(
+                "PUT", self.key(path), headers=self.objectHeaders(), body=content
+            )
+            await treq.content(response)
+
+        return ensureDeferred(put())
+
+    def reader(self, path: str, offset: int = 0) -> Deferred[IReader]:
+        async def open_() -> IReader:
+            try:
+                response = await self._get(path, {"Range": f"bytes={offset}-"} if offset else None)
+            except StorageUnavailable as e:
+                # A range that starts at the end of the object: nothing to read.
+                if "InvalidRange" in str(e):
+                    await self.stat(path)
+                    return _ObjectReader(None)
+                raise
+            body = _BodyProtocol()
+            response.deliverBody(body)
+            return _ObjectReader(body)
+
+        return ensureDeferred(open_())
+
+    def writer(self, path: str, append: bool = False) -> Deferred[IFileWriter]:
+        async def open_() -> IFileWriter:
+            writer = _MultipartWriter(self, path)
+            await writer.open(append)
+            return writer
+
+        return ensureDeferred(open_())
+
+    async def _head(self, path: str) -> FileInfo | None:
+        try:
+            response = await self.client.request("HEAD", self.key(path))
+        except S3Error as e:
+            if _notFound(e):
+                return None
+            raise StorageUnavailable(f"S3 HEAD {path}: {e.code}") from None
+        length = response.headers.getRawHeaders("content-length", ["0"])[0]
+        return FileInfo(path, int(length), False, _modified(response))
+
+    async def _listPage(
+        self, prefix: str, token: str | None, delimiter: bool, limit: int = 1000
+    ) -> ET.Element:
+        query: dict[str, str | None] = {"list-type": "2", "prefix": prefix, "max-keys": str(limit)}
+        if delimiter:
+            query["delimiter"] = "/"
+        if token:
+            query["continuation-token"] = token
+        return await self.client.requestXML("GET", "", query=query)
+
+    def stat(self, path: str) -> Deferred[FileInfo]:
+        async def stat() -> FileInfo:
+            info = await self._head(path)
+            if info is not None:
+                return info
+            root = await self._listPage(self.key(path).rstrip("/") + "/", None, False, 1)
+            contents = findAll(root, "{}Contents")
+            if not contents:
+                raise PathNotFound(path)
+            modified = _isoTime(findText(contents[0], "{}LastModified"))
+            return FileInfo(path, 0, True, modified)
+
+        return ensureDeferred(stat())
+
+    def list(self, path: str) -> Deferred[list[str]]:
+        async def list_() -> list[str]:
+            prefix = self.key(path).rstrip("/") + "/"
+            if prefix == "/":
+                prefix = ""
+            found: list[str] = []
+            token = None
+            while True:
+                root = await self._listPage(prefix, token, True)
+                for common in findAll(root, "{}CommonPrefixes"):
+                    found.append(self._path(findText(common, "{}Prefix").rstrip("/")))
+                for content in findAll(root, "{}Contents"):
+                    found.append(self._path(findText(content, "{}Key")))
+                if findText(root, "{}IsTruncated") != "true":
+                    break
+                token = findText(root, "{}NextContinuationToken")
+            if not found:
+                raise PathNotFound(path)
+            return found
+
+        return ensureDeferred(list_())
+
+    async def _copy(self, source: str, destination: str, size: int) -> None:
+        sourceKey = f"/{self.client.endpoint.bucket}/{self.key(source)}"
+        if size <= self.multipartCopyThreshold:
+            headers = {"x-amz-copy-source": sourceKey, **self.objectHeaders()}
+            root = await self.client.requestXML("PUT", self.key(destination), headers=headers)
+            if root.tag.endswith("Error"):
+                raise StorageUnavailable(f"S3 could not copy {source}: {root.findtext('Message')}")
+            return
+        writer = _MultipartWriter(self, destination)
+        await writer._start()
+        limit = DeferredSemaphore(self.multipartCopyConcurrency)
+        starts = range(0, size, self.multipartCopyChunkSize)
+        results: dict[int, tuple[int, str, int]] = {}
+
+        async def copyPart(number: int, start: int) -> None:
+            end = min(start + self.multipartCopyChunkSize, size) - 1
+            root = await self.client.requestXML(
+                "PUT",
+                self.key(destination),
+                query={"partNumber": str(number), "uploadId": writer._uploadID or ""},
+                headers={"x-amz-copy-source": sourceKey, "x-amz-copy-source-range": f"bytes={start}-{end}"},
+            )
+            results[number] = (number, findText(root, "{}ETag"), end - start + 1)
+
+        await gatherResults(
+            [limit.run(copyPart, number, start) for number, start in enumerate(starts, 1)],
+            consumeErrors=True,
+        )
+        writer._parts = [results[n] for n in sorted(results)]
+        await writer._complete()
+
+    def move(self, source: str, destination: str) -> Deferred[None]:
+        async def move() -> None:
+            info = await self._head(source)
+            if info is None:
+                raise PathNotFound(source)
+            await self._copy(source, destination, info.size)
+            await self.client.request("DELETE", self.key(source), ok=(200, 204))
+
+        return ensureDeferred(move())
+
+    def delete(self, path: str) -> Deferred[None]:
+        async def delete() -> None:
+            key = self.key(path)
+            prefix = key.rstrip("/") + "/"
+            keys = []
+            if await self._head(path) is not None:
+                keys.append(key)
+            token = None
+            while True:
+                root = await self._listPage(prefix, token, False)
+                keys += [findText(c, "{}Key") for c in findAll(root, "{}Contents")]
+                if findText(root, "{}IsTruncated") != "true":
+                    break
+                token = findText(root, "{}NextContinuationToken")
+            if not keys:
+                raise PathNotFound(path)
+            for start in range(0, len(keys), _DELETE_BATCH):
+                await self._deleteBatch(keys[start : start + _DELETE_BATCH])
+            await self._deleteDirectories(prefix, keys)
+
+        return ensureDeferred(delete())
+
+    async def _deleteDirectories(self, prefix: str, keys: Sequence[str]) -> None:
+        """
+        Remove the directories that deleting C{keys} below C{prefix} left
+        empty, deepest first. S3 has none, and this costs it a few requests
+        that change nothing; filer-backed servers (SeaweedFS) keep them and
+        would go on listing a deleted tag as a common prefix.
+        """
+        directories = {prefix}
+        for key in keys:
+            if key.startswith(prefix):
+                parts = key[len(prefix) :].split("/")[:-1]
+                directories.update(prefix + "/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
+        for directory in sorted(directories, key=lambda d: d.count("/"), reverse=True):
+            await self.client.request("DELETE", directory, ok=(200, 204, 404))
+
+    def close(self) -> Deferred[None]:
+        return self.client.close()
+
+    async def _deleteBatch(self, keys: Sequence[str]) -> None:
+        body = (
+            "<Delete><Quiet>true</Quiet>"
+            + "".join(f"<Object><Key>{_escape(k)}</Key></Object>" for k in keys)
+            + "</Delete>"
+        )
+        payload = body.encode()
+        md5 = base64.b64encode(hashlib.md5(payload).digest()).decode()
+        root = await self.client.requestXML(
+            "POST", "", query={"delete": None}, body=payload, headers={"Content-MD5": md5}, retry=True
+        )
+        errors = findAll(root, "{}Error")
+        if errors:
+            raise StorageUnavailable(f"S3 could not delete {findText(errors[0], '{}Key')}")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _isoTime(text: str) -> float:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
