@@ -458,7 +458,11 @@ class S3Driver:
                 for common in findAll(root, "{}CommonPrefixes"):
                     found.append(self._path(findText(common, "{}Prefix").rstrip("/")))
                 for content in findAll(root, "{}Contents"):
-                    found.append(self._path(findText(content, "{}Key")))
+                    key = findText(content, "{}Key")
+                    # Folder markers (the S3 console's, a filer's emptied
+                    # directories) are not files.
+                    if not key.endswith("/"):
+                        found.append(self._path(key))
                 if findText(root, "{}IsTruncated") != "true":
                     break
                 token = findText(root, "{}NextContinuationToken")

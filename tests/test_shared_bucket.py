@@ -1,0 +1,88 @@
+"""
+Several registries, one bucket: what one does, the others see at once,
+with no state of their own to share.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+import pytest_twisted
+
+from tests.conftest import configFor
+from tests.helpers import Client, serving, sha256
+from tests.s3server import SeaweedFS
+
+
+@pytest_twisted.async_yield_fixture
+async def nodes(seaweedfs: SeaweedFS) -> AsyncIterator[list[Client]]:
+    """
+    Three registries in this process, each with its own registry and
+    driver objects, on one root in one bucket: three nodes of a cluster.
+    """
+    root = f"/shared/{uuid.uuid4()}"
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(serving(configFor(root, seaweedfs))) for _ in range(3)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_push_on_one_pull_from_the_others(nodes: list[Client]) -> None:
+    a, b, c = nodes
+    layers = [os.urandom(3_000_000), os.urandom(1000)]
+    body, digest = await a.pushImage("team/app", "v1", layers)
+    for node in (b, c):
+        response = await node.request("GET", "/v2/team/app/manifests/v1")
+        assert response.body == body
+        assert response.header("Docker-Content-Digest") == digest
+        for layer in layers:
+            assert (await node.request("GET", f"/v2/team/app/blobs/{sha256(layer)}")).body == layer
+        assert (await node.request("GET", "/v2/team/app/tags/list")).json()["tags"] == ["v1"]
+        assert (await node.request("GET", "/v2/_catalog")).json()["repositories"] == ["team/app"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_on_one_is_seen_by_the_others(nodes: list[Client]) -> None:
+    a, b, c = nodes
+    _, digest = await a.pushImage("team/app", "v1", [b"layer"])
+    await a.pushImage("team/app", "v2", [b"other layer"])
+    # C reads the manifest first, so it is in C's cache.
+    assert (await c.request("GET", f"/v2/team/app/manifests/{digest}")).code == 200
+    assert (await b.request("DELETE", f"/v2/team/app/manifests/{digest}")).code == 202
+    assert (await c.request("GET", f"/v2/team/app/manifests/{digest}")).code == 404
+    assert (await c.request("GET", "/v2/team/app/manifests/v1")).code == 404
+    assert (await c.request("GET", "/v2/team/app/tags/list")).json()["tags"] == ["v2"]
+
+
+@pytest.mark.parametrize("split", [1_000_000, 6 * 1024 * 1024])
+@pytest_twisted.ensureDeferred
+async def test_upload_started_on_one_finished_on_another(nodes: list[Client], split: int) -> None:
+    a, b, c = nodes
+    data = os.urandom(split + 2_500_000)
+    started = await a.request("POST", "/v2/team/app/blobs/uploads/")
+    location = started.header("Location")
+    response = await a.request("PATCH", location, data[:split], {"Content-Range": f"0-{split - 1}"})
+    assert response.code == 202
+    # B has no hash of what A received: it reads the upload back from S3.
+    path = location.split("/v2/", 1)[1]
+    status = await b.request("GET", f"/v2/{path}")
+    assert status.header("Range") == f"0-{split - 1}"
+    done = await b.request("PUT", f"/v2/{path}?digest={sha256(data)}", data[split:])
+    assert done.code == 201, done
+    assert (await c.request("GET", f"/v2/team/app/blobs/{sha256(data)}")).body == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_digest_across_nodes_makes_no_blob(nodes: list[Client]) -> None:
+    a, b, _ = nodes
+    data = os.urandom(2_000_000)
+    started = await a.request("POST", "/v2/team/app/blobs/uploads/")
+    location = started.header("Location")
+    await a.request("PATCH", location, data)
+    path = location.split("/v2/", 1)[1]
+    claimed = sha256(b"something else")
+    response = await b.request("PUT", f"/v2/{path}?digest={claimed}")
+    assert (response.code, response.errorCode()) == (400, "DIGEST_INVALID")
+    for digest in (claimed, sha256(data)):
+        assert (await a.request("HEAD", f"/v2/team/app/blobs/{digest}")).code == 404
