@@ -194,13 +194,19 @@ async def serving(config: txregistry.Config | None, site: Any = None) -> AsyncIt
 class ServerProcess:
     """
     A server in a process of its own, listening on a loopback port, with its
-    output in a log file beside its root.
+    output in a log file beside its root. Its storage is a filesystem at
+    C{root}, or C{storage}: the lines of a C{storage} driver section.
     """
 
     kind = "server"
+    #: Variables of this environment the server must not see.
+    dropEnvironment: tuple[str, ...] = ()
 
-    def __init__(self, root: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: str, env: dict[str, str] | None = None, storage: list[str] | None = None
+    ) -> None:
         self.root = root
+        self.storage = storage
         self.env = env or {}
         self.port = freePort()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -212,10 +218,25 @@ class ServerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError()
 
+    def writeConfig(self) -> str:
+        """
+        A registry:2 configuration file for this server's storage and port.
+        """
+        driver = self.storage or ["filesystem:", f"  rootdirectory: {self.root}"]
+        path = os.path.join(self.parent, f"{self.kind}-{self.port}.yml")
+        with open(path, "w") as f:
+            f.write(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n"
+                + "".join(f"  {line}\n" for line in driver)
+                + f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{self.port}\n"
+            )
+        return path
+
     def start(self, timeout: float = 20.0) -> None:
         self.log = open(self.logPath, "ab")
+        env = {k: v for k, v in os.environ.items() if k not in self.dropEnvironment}
         self.process = subprocess.Popen(
-            self.command(), stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            self.command(), stdout=self.log, stderr=subprocess.STDOUT, env={**env, **self.env}
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -264,7 +285,8 @@ class ServerProcess:
 
 class RegistryProcess(ServerProcess):
     """
-    C{txregistry serve} on a filesystem root.
+    C{txregistry serve} on a filesystem root, with a configuration file if
+    given one, or on C{storage}.
     """
 
     kind = "txregistry"
@@ -275,12 +297,15 @@ class RegistryProcess(ServerProcess):
         config: str | None = None,
         env: dict[str, str] | None = None,
         listen: str = "tcp:{port}:interface=127.0.0.1",
+        storage: list[str] | None = None,
     ) -> None:
-        super().__init__(root, env)
+        super().__init__(root, env, storage)
         self.config = config
         self.listen = listen
 
     def command(self) -> list[str]:
+        if self.storage is not None:
+            return [sys.executable, "-m", "txregistry.cli", "serve", self.writeConfig()]
         args = [
             sys.executable,
             "-m",
@@ -302,17 +327,13 @@ class ReferenceRegistry(ServerProcess):
 
     kind = "reference"
     binary = shutil.which("docker-registry")
+    # Its AWS SDK panics when asked to load a CA bundle into distribution's
+    # HTTP transport; the tests' S3 endpoint is plain HTTP anyway.
+    dropEnvironment = ("AWS_CA_BUNDLE",)
 
     def command(self) -> list[str]:
         assert self.binary is not None
-        configPath = os.path.join(self.parent, f"reference-{self.port}.yml")
-        with open(configPath, "w") as f:
-            f.write(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-                f"storage:\n  filesystem:\n    rootdirectory: {self.root}\n  delete:\n    enabled: true\n"
-                f"http:\n  addr: 127.0.0.1:{self.port}\n"
-            )
-        return [self.binary, "serve", configPath]
+        return [self.binary, "serve", self.writeConfig()]
 
 
 def withQuery(location: str, **parameters: str) -> str:

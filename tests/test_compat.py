@@ -4,6 +4,7 @@ One store, two registries: txregistry and the reference (CNCF distribution
 """
 
 import os
+import uuid
 
 import pytest
 
@@ -30,6 +31,19 @@ def pullImage(client: SyncClient, name: str, tag: str, manifest: bytes, blobs: d
     assert name in client.request("GET", "/v2/_catalog").body.decode()
 
 
+@pytest.fixture(params=["filesystem", "s3"])
+def storage(request: pytest.FixtureRequest) -> list[str] | None:
+    """
+    The store both registries share: a directory, or a root in a bucket.
+    """
+    if request.param == "filesystem":
+        return None
+    server = request.getfixturevalue("seaweedfs")
+    lines = server.configLines(f"/compat/{uuid.uuid4()}")
+    # registry:2's S3 driver wants these said for a plain-HTTP endpoint.
+    return ["s3:", *(f"  {line}" for line in lines), "  secure: false", "  v4auth: true"]
+
+
 def pushWith(server: ServerProcess, name: str) -> tuple[bytes, dict[str, bytes]]:
     layers = [os.urandom(200_000), os.urandom(1000)]
     server.start()
@@ -41,10 +55,10 @@ def pushWith(server: ServerProcess, name: str) -> tuple[bytes, dict[str, bytes]]
     return manifest, dict(zip(digests, [config, *layers], strict=True))
 
 
-def test_reference_reads_our_store(tmp_path: object) -> None:
+def test_reference_reads_our_store(tmp_path: object, storage: list[str] | None) -> None:
     root = os.path.join(str(tmp_path), "store")
-    manifest, blobs = pushWith(RegistryProcess(root), "ours/app")
-    reference = ReferenceRegistry(root)
+    manifest, blobs = pushWith(RegistryProcess(root, storage=storage), "ours/app")
+    reference = ReferenceRegistry(root, storage=storage)
     reference.start()
     try:
         pullImage(SyncClient(reference.port), "ours/app", "v1", manifest, blobs)
@@ -52,10 +66,10 @@ def test_reference_reads_our_store(tmp_path: object) -> None:
         reference.stop()
 
 
-def test_we_read_the_reference_store(tmp_path: object) -> None:
+def test_we_read_the_reference_store(tmp_path: object, storage: list[str] | None) -> None:
     root = os.path.join(str(tmp_path), "store")
-    manifest, blobs = pushWith(ReferenceRegistry(root), "theirs/app")
-    ours = RegistryProcess(root)
+    manifest, blobs = pushWith(ReferenceRegistry(root, storage=storage), "theirs/app")
+    ours = RegistryProcess(root, storage=storage)
     ours.start()
     try:
         pullImage(SyncClient(ours.port), "theirs/app", "v1", manifest, blobs)
