@@ -370,16 +370,33 @@ class SyncClient:
         body: bytes | Iterable[bytes] = b"",
         headers: dict[str, str] | None = None,
     ) -> SyncResponse:
-        connection = HTTPConnection("127.0.0.1", self.port, timeout=120)
+        return self._request(method, "127.0.0.1", self.port, path, body, headers or {})
+
+    def _request(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        path: str,
+        body: bytes | Iterable[bytes],
+        headers: dict[str, str],
+    ) -> SyncResponse:
+        connection = HTTPConnection(host, port, timeout=120)
         try:
-            allHeaders = dict(headers or {})
+            allHeaders = dict(headers)
             if isinstance(body, bytes):
                 allHeaders.setdefault("Content-Length", str(len(body)))
             connection.request(method, path, body, allHeaders)
             response = connection.getresponse()
-            return SyncResponse(response.status, response.headers, response.read())
+            result = SyncResponse(response.status, response.headers, response.read())
         finally:
             connection.close()
+        if method in ("GET", "HEAD") and result.status == 307:
+            # Blob reads redirected to storage (registry:2 on S3 presigns a URL).
+            target = urlsplit(result.headers["Location"])
+            where = f"{target.path}?{target.query}" if target.query else target.path
+            return self._request(method, target.hostname or host, target.port or 80, where, b"", {})
+        return result
 
     def pushBlob(self, name: str, data: bytes) -> str:
         """
