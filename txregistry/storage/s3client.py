@@ -167,8 +167,14 @@ class S3Client:
             last = attempt == attempts - 1
             try:
                 signed = self._signed(method, url, headers or {}, body)
+                # Unbuffered: treq otherwise keeps a copy of every body it
+                # receives, a whole blob for a blob GET.
                 response = await self.http.request(
-                    method, url, headers=Headers({k: [v] for k, v in signed.items()}), data=body or None
+                    method,
+                    url,
+                    headers=Headers({k: [v] for k, v in signed.items()}),
+                    data=body or None,
+                    unbuffered=True,
                 )
             except (ConnectError, ConnectionLost, ResponseFailed, TimeoutError) as e:
                 if last:
