@@ -11,9 +11,11 @@ from contextlib import AsyncExitStack
 import pytest
 import pytest_twisted
 
+import txregistry
 from tests.conftest import configFor
 from tests.helpers import Client, serving, sha256
 from tests.s3server import SeaweedFS
+from txregistry.service import registryOf
 
 
 @pytest_twisted.async_yield_fixture
@@ -86,3 +88,30 @@ async def test_wrong_digest_across_nodes_makes_no_blob(nodes: list[Client]) -> N
     assert (response.code, response.errorCode()) == (400, "DIGEST_INVALID")
     for digest in (claimed, sha256(data)):
         assert (await a.request("HEAD", f"/v2/team/app/blobs/{digest}")).code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_s3_requests_per_read(seaweedfs: SeaweedFS) -> None:
+    """
+    What each read costs in S3 requests once this instance has seen the
+    content: always the link that says the repository has it (another
+    instance may have deleted it), and no more than the content itself.
+    """
+    config = configFor(f"/costs/{uuid.uuid4()}", seaweedfs)
+    registry = registryOf(config)
+    client = registry.driver.client  # type: ignore[attr-defined]
+    async with serving(None, txregistry.site(config, registry)) as node:
+        layer = os.urandom(100_000)
+        _, manifestDigest = await node.pushImage("team/app", "v1", [layer])
+        blob = f"/v2/team/app/blobs/{sha256(layer)}"
+
+        async def cost(method: str, path: str) -> int:
+            before = sum(client.requests.values())
+            response = await node.request(method, path)
+            assert response.code == 200
+            return sum(client.requests.values()) - before
+
+        assert await cost("HEAD", blob) == 1
+        assert await cost("GET", blob) == 2
+        assert await cost("GET", "/v2/team/app/manifests/v1") == 2
+        assert await cost("GET", f"/v2/team/app/manifests/{manifestDigest}") == 1

@@ -9,27 +9,38 @@ import attrs
 
 from txregistry.errors import RegistryError
 from txregistry.reference import Digest
+from txregistry.registry.cache import ContentCache
 from txregistry.registry.links import deleteIfPresent, readLink, writeLink
 from txregistry.storage import IReader, IStorageDriver, PathNotFound, layout
+
+#: Blob sizes kept in memory, by digest, for each registry: a blob's size
+#: never changes, so a HEAD costs storage one request (its link), not two.
+BLOB_SIZE_CACHE_ENTRIES = 100_000
 
 
 @attrs.frozen
 class Blobs:
     driver: IStorageDriver
     name: str
+    sizes: ContentCache[Digest, int] = attrs.field(factory=lambda: ContentCache(0))
 
     async def size(self, digest: Digest) -> int:
         """
         The size of a blob the repository links to; C{BLOB_UNKNOWN} if it
         does not, or if the blob store lost the content.
         """
+        # The link is always read: whether a repository has a blob can
+        # change on any instance sharing the store.
         if await readLink(self.driver, layout.layerLink(self.name, digest)) != digest:
             raise RegistryError.blobUnknown(digest)
-        try:
-            info = await self.driver.stat(layout.blobData(digest))
-        except PathNotFound:
-            raise RegistryError.blobUnknown(digest) from None
-        return info.size
+        size = self.sizes.get(digest)
+        if size is None:
+            try:
+                size = (await self.driver.stat(layout.blobData(digest))).size
+            except PathNotFound:
+                raise RegistryError.blobUnknown(digest) from None
+            self.sizes.put(digest, size, 1)
+        return size
 
     async def open(self, digest: Digest, offset: int = 0) -> IReader:
         try:
@@ -54,7 +65,7 @@ class Blobs:
         the blob, or C{None} when C{source} does not have it.
         """
         try:
-            size = await Blobs(self.driver, source).size(digest)
+            size = await Blobs(self.driver, source, self.sizes).size(digest)
         except RegistryError:
             return None
         await self.link(digest)

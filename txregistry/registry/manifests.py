@@ -33,6 +33,7 @@ class Manifests:
     driver: IStorageDriver
     name: str
     cache: ContentCache[Digest, StoredManifest] = attrs.field(factory=lambda: ContentCache(0))
+    blobSizes: ContentCache[Digest, int] = attrs.field(factory=lambda: ContentCache(0))
 
     @property
     def tags(self) -> Tags:
@@ -62,7 +63,7 @@ class Manifests:
         return stored
 
     async def _checkReferences(self, manifest: Manifest) -> None:
-        blobs = Blobs(self.driver, self.name)
+        blobs = Blobs(self.driver, self.name, self.blobSizes)
         for descriptor in manifest.blobs:
             if isForeign(descriptor):
                 continue
@@ -105,6 +106,8 @@ class Manifests:
 
         if not await exists(self.driver, layout.blobData(digest)):
             await self.driver.putContent(layout.blobData(digest), content)
+        # Served as any instance would serve it: typed from the bytes alone.
+        self.cache.put(digest, StoredManifest(digest, content, storedMediaType(content)), len(content))
         await writeLink(self.driver, layout.revisionLink(self.name, digest), digest)
         if manifest.subject is not None:
             await writeLink(

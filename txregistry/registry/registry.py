@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from txregistry.errors import RegistryError
 from txregistry.reference import Digest
-from txregistry.registry.blobs import Blobs
+from txregistry.registry.blobs import BLOB_SIZE_CACHE_ENTRIES, Blobs
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.catalog import repositories
 from txregistry.registry.manifests import MANIFEST_CACHE_BYTES, Manifests, StoredManifest
@@ -29,12 +29,13 @@ class Registry:
         self.readOnly = readOnly
         self.uploads = Uploads(driver)
         self.manifestCache: ContentCache[Digest, StoredManifest] = ContentCache(MANIFEST_CACHE_BYTES)
+        self.blobSizes: ContentCache[Digest, int] = ContentCache(BLOB_SIZE_CACHE_ENTRIES)
 
     def blobs(self, name: str) -> Blobs:
-        return Blobs(self.driver, name)
+        return Blobs(self.driver, name, self.blobSizes)
 
     def manifests(self, name: str) -> Manifests:
-        return Manifests(self.driver, name, self.manifestCache)
+        return Manifests(self.driver, name, self.manifestCache, self.blobSizes)
 
     def tags(self, name: str) -> Tags:
         return Tags(self.driver, name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -127,6 +128,9 @@ class S3Client:
         policy = _InsecurePolicy() if skipVerify else BrowserLikePolicyForHTTPS()
         agent = Agent(self.reactor, contextFactory=policy, pool=self.pool, connectTimeout=10)
         self.http = treq.client.HTTPClient(agent)
+        #: Requests made, by method: for metrics, and to keep the cost of
+        #: each registry operation in S3 requests in view.
+        self.requests: Counter[str] = Counter()
 
     def _signed(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
         request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
@@ -165,6 +169,7 @@ class S3Client:
         attempts = 1 + (self.retries if (method in _IDEMPOTENT if retry is None else retry) else 0)
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            self.requests[method] += 1
             try:
                 signed = self._signed(method, url, headers or {}, body)
                 # Unbuffered: treq otherwise keeps a copy of every body it
