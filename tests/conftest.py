@@ -26,6 +26,8 @@ def configFor(root: str | None, s3: SeaweedFS | None = None, **storage: object) 
         lines = ["version: 0.1", "storage:", "  filesystem:", f"    rootdirectory: {root}"]
     if storage.get("delete", True):
         lines += ["  delete:", "    enabled: true"]
+    if storage.get("redirect"):
+        lines += ["  redirect:", "    disable: false"]
     if storage.get("readonly"):
         lines += ["  maintenance:", "    readonly:", "      enabled: true"]
     return txregistry.parseConfig("\n".join(lines) + "\n", environ={})

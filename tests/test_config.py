@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from txregistry.config import ConfigError, listenEndpoint, parseConfig, parseDuration
+from txregistry.config import ConfigError, isPrivate, listenEndpoint, parseConfig, parseDuration
 
 # Debian's docker-registry package ships this as /etc/docker/registry/config.yml.
 REGISTRY2_DEFAULT = """\
@@ -211,7 +211,44 @@ storage:
     assert s3.forcePathStyle
     assert s3.rootDirectory == "/docker-registry"
     assert s3.chunkSize == 20 * 1024 * 1024
-    assert config.warnings == ("config key storage.redirect is not supported yet and is ignored",)
+    assert config.warnings == ()
+    assert not s3.redirect
+
+
+@pytest.mark.parametrize(
+    "lines, redirect",
+    [
+        (["region: eu-west-1"], True),
+        (["regionendpoint: http://192.168.1.20:9000"], False),
+        (["regionendpoint: http://minio:9000"], False),
+        (["regionendpoint: https://objects.example.com"], True),
+        (["regionendpoint: http://10.0.0.5:9000", "redirectendpoint: https://objects.example.com"], True),
+        (["region: eu-west-1", "REDIRECT_DISABLE"], False),
+        (["regionendpoint: http://127.0.0.1:9000", "REDIRECT_ENABLE"], True),
+    ],
+)
+def test_s3_redirect_defaults(lines: list[str], redirect: bool) -> None:
+    s3 = [line for line in lines if not line.startswith("REDIRECT")]
+    text = "version: 0.1\nstorage:\n  s3:\n    bucket: b\n" + "".join(f"    {line}\n" for line in s3)
+    if "REDIRECT_DISABLE" in lines or "REDIRECT_ENABLE" in lines:
+        text += f"  redirect:\n    disable: {'true' if 'REDIRECT_DISABLE' in lines else 'false'}\n"
+    config = parseConfig(text, environ={})
+    assert config.storage.s3 is not None
+    assert config.storage.s3.redirect is redirect
+    assert config.warnings == ()
+
+
+def test_private_endpoints() -> None:
+    for endpoint in (
+        "http://127.0.0.1:9000",
+        "10.1.2.3",
+        "http://[fd00::1]:9000",
+        "http://nas.local",
+        "minio:9000",
+    ):
+        assert isPrivate(endpoint), endpoint
+    for endpoint in ("https://s3.eu-west-1.amazonaws.com", "http://8.8.8.8:9000", "objects.example.com"):
+        assert not isPrivate(endpoint), endpoint
 
 
 def test_s3_on_aws() -> None:

@@ -115,3 +115,23 @@ async def test_s3_requests_per_read(seaweedfs: SeaweedFS) -> None:
         assert await cost("GET", blob) == 2
         assert await cost("GET", "/v2/team/app/manifests/v1") == 2
         assert await cost("GET", f"/v2/team/app/manifests/{manifestDigest}") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_blob_reads_redirected_to_presigned_urls(seaweedfs: SeaweedFS) -> None:
+    config = configFor(f"/redirect/{uuid.uuid4()}", seaweedfs, redirect=True)
+    async with serving(config) as node:
+        layer = os.urandom(300_000)
+        digest = await node.pushBlob("team/app", layer)
+        response = await node.request("GET", f"/v2/team/app/blobs/{digest}")
+        assert response.code == 307
+        assert response.header("Docker-Content-Digest") == digest
+        location = response.header("Location")
+        assert location.startswith(seaweedfs.endpoint) and "X-Amz-Signature=" in location
+        assert "X-Amz-Expires=1200" in location
+        # The presigned URL is all a client needs: S3 checks its signature.
+        assert (await node.request("GET", location)).body == layer
+        head = await node.request("HEAD", f"/v2/team/app/blobs/{digest}")
+        assert (head.code, head.header("Content-Length")) == (200, str(len(layer)))
+        missing = await node.request("GET", f"/v2/team/app/blobs/{sha256(b'missing')}")
+        assert missing.code == 404

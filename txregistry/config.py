@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import yaml
@@ -67,6 +68,11 @@ class S3:
     multipartCopyMaxConcurrency: int = 100
     storageClass: str = "STANDARD"
     encrypt: bool = False
+    #: Where clients are sent for blobs: presigned URLs for this endpoint
+    #: (storage.s3.redirectendpoint, else the endpoint itself), or no
+    #: redirects at all.
+    redirectEndpoint: str | None = None
+    redirect: bool = True
 
     def endpointURL(self) -> str:
         scheme = "https" if self.secure else "http"
@@ -301,6 +307,10 @@ def _storage(reader: _Reader) -> Storage:
         raise ConfigError("storage.maintenance.uploadpurging.interval: must be more than 0")
     reader.get("storage.delete", dict)
     reader.get("storage.maintenance.readonly", dict)
+    reader.get("storage.redirect", dict)
+    if driver != "s3":
+        # registry:2 redirects only where storage can hand out URLs.
+        reader.get("storage.redirect.disable", bool)
     return Storage(
         driver=driver,
         rootDirectory=root,
@@ -340,7 +350,18 @@ def _s3(reader: _Reader) -> S3:
     pathStyle = reader.get("storage.s3.forcepathstyle", bool, endpoint is not None)
     if reader.get("storage.s3.v4auth", bool, True) is False:
         raise ConfigError("storage.s3.v4auth: only SigV4 signing is supported (true, or leave it out)")
+    redirectEndpoint = reader.get("storage.s3.redirectendpoint", str) or None
+    disable = reader.get("storage.redirect.disable", bool)
+    if disable is None:
+        # A private endpoint (a NAS on the cluster's network) is seldom one
+        # the registry's clients can reach: redirecting them there would
+        # break pulls that work through the registry.
+        redirect = redirectEndpoint is not None or endpoint is None or not isPrivate(endpoint)
+    else:
+        redirect = not disable
     return S3(
+        redirectEndpoint=redirectEndpoint,
+        redirect=redirect,
         bucket=bucket,
         region=region,
         regionEndpoint=endpoint,
@@ -357,6 +378,19 @@ def _s3(reader: _Reader) -> S3:
         storageClass=reader.get("storage.s3.storageclass", str, "STANDARD"),
         encrypt=reader.get("storage.s3.encrypt", bool, False),
     )
+
+
+def isPrivate(endpoint: str) -> bool:
+    """
+    Whether an endpoint's host is on a private network: a loopback,
+    private or link-local address, or a name without a public domain.
+    """
+    host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host or host.endswith((".local", ".lan", ".internal", ".home", ".localdomain"))
+    return address.is_private or address.is_loopback or address.is_link_local
 
 
 def _http(reader: _Reader) -> HTTP:

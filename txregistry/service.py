@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
@@ -54,6 +55,13 @@ def s3Driver(s3: S3) -> IStorageDriver:
         credentials = found
     endpoint = Endpoint(s3.endpointURL(), s3.bucket, s3.forcePathStyle)
     client = S3Client(endpoint, s3.region, credentials, skipVerify=s3.skipVerify)
+    redirect = None
+    if s3.redirect:
+        # Presigned for the host clients will ask, which the signature covers.
+        where = attrs.evolve(s3, regionEndpoint=s3.redirectEndpoint) if s3.redirectEndpoint else s3
+        redirect = S3Client(
+            Endpoint(where.endpointURL(), s3.bucket, s3.forcePathStyle), s3.region, credentials
+        )
     return S3Driver(
         client,
         s3.rootDirectory,
@@ -63,6 +71,7 @@ def s3Driver(s3: S3) -> IStorageDriver:
         multipartCopyConcurrency=s3.multipartCopyMaxConcurrency,
         storageClass=s3.storageClass,
         encrypt=s3.encrypt,
+        redirect=redirect,
     )
 
 

@@ -11,7 +11,7 @@ from txregistry.errors import RegistryError
 from txregistry.reference import Digest
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.links import deleteIfPresent, readLink, writeLink
-from txregistry.storage import IReader, IStorageDriver, PathNotFound, layout
+from txregistry.storage import IReader, IRedirectingDriver, IStorageDriver, PathNotFound, layout
 
 #: Blob sizes kept in memory, by digest, for each registry: a blob's size
 #: never changes, so a HEAD costs storage one request (its link), not two.
@@ -41,6 +41,15 @@ class Blobs:
                 raise RegistryError.blobUnknown(digest) from None
             self.sizes.put(digest, size, 1)
         return size
+
+    def redirectURL(self, digest: Digest) -> str | None:
+        """
+        Where a client can fetch the blob from storage itself, if storage
+        hands out such URLs.
+        """
+        if not IRedirectingDriver.providedBy(self.driver):
+            return None
+        return IRedirectingDriver(self.driver).redirectURL(layout.blobData(digest))
 
     async def open(self, digest: Digest, offset: int = 0) -> IReader:
         try:

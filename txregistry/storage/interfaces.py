@@ -102,6 +102,18 @@ class IFileWriter(Interface):
         """
 
 
+class IRedirectingDriver(Interface):
+    """
+    A driver whose files clients can fetch from it directly.
+    """
+
+    def redirectURL(path: str) -> str:
+        """
+        A URL from which a client can GET the file at C{path}, for a while,
+        without credentials of its own.
+        """
+
+
 class IStorageDriver(Interface):
     """
     A place to keep files. Every method returns a L{Deferred}; those that

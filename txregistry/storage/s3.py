@@ -27,12 +27,13 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.iweb import IResponse
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from txregistry.storage.interfaces import (
     FileInfo,
     IFileWriter,
     IReader,
+    IRedirectingDriver,
     IStorageDriver,
     PathNotFound,
     StorageUnavailable,
@@ -321,6 +322,10 @@ class _MultipartWriter:
         return ensureDeferred(self._cancel())
 
 
+#: How long a redirect to a blob is good for: registry:2's 20 minutes.
+REDIRECT_EXPIRY = 20 * 60
+
+
 @implementer(IStorageDriver)
 class S3Driver:
     """
@@ -339,8 +344,12 @@ class S3Driver:
         multipartCopyConcurrency: int = 100,
         storageClass: str | None = None,
         encrypt: bool = False,
+        redirect: S3Client | None = None,
     ) -> None:
         self.client = client
+        if redirect is not None:
+            alsoProvides(self, IRedirectingDriver)
+        self._redirect = redirect
         self.root = rootDirectory.strip("/")
         self.chunkSize = chunkSize
         self.multipartCopyThreshold = multipartCopyThreshold
@@ -549,6 +558,10 @@ class S3Driver:
                 directories.update(prefix + "/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
         for directory in sorted(directories, key=lambda d: d.count("/"), reverse=True):
             await self.client.request("DELETE", directory, ok=(200, 204, 404))
+
+    def redirectURL(self, path: str) -> str:
+        assert self._redirect is not None
+        return self._redirect.presign(self.key(path), REDIRECT_EXPIRY)
 
     def close(self) -> Deferred[None]:
         return self.client.close()

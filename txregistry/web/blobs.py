@@ -58,6 +58,10 @@ class BlobEndpoint(RepositoryEndpoint):
         digest = Digest.parse(self.reference)
         blobs = self.context.registry.blobs(self.name)
         size = await blobs.size(digest)
+        redirect = blobs.redirectURL(digest) if request.method == b"GET" else None
+        if redirect is not None:
+            writeEmpty(request, 307, {"Location": redirect, "Docker-Content-Digest": str(digest)})
+            return
         span = parseRange(request.getHeader("range"), size)
         start, end = span if span is not None else (0, size - 1)
         length = end - start + 1
