@@ -298,10 +298,12 @@ class RegistryProcess(ServerProcess):
         env: dict[str, str] | None = None,
         listen: str = "tcp:{port}:interface=127.0.0.1",
         storage: list[str] | None = None,
+        overrideRoot: bool = True,
     ) -> None:
         super().__init__(root, env, storage)
         self.config = config
         self.listen = listen
+        self.overrideRoot = overrideRoot
 
     def command(self) -> list[str]:
         if self.storage is not None:
@@ -313,9 +315,9 @@ class RegistryProcess(ServerProcess):
             "serve",
             "--listen",
             self.listen.format(port=self.port),
-            "--root",
-            self.root,
         ]
+        if self.overrideRoot:
+            args += ["--root", self.root]
         return args if self.config is None else [*args, self.config]
 
 

@@ -13,8 +13,8 @@ import pytest_twisted
 
 import txregistry
 from tests.conftest import configFor
-from tests.helpers import Client, serving, sha256
-from tests.s3server import SeaweedFS
+from tests.helpers import Client, RegistryProcess, SyncClient, serving, sha256
+from tests.s3server import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
 from txregistry.service import registryOf
 
 
@@ -135,3 +135,24 @@ async def test_blob_reads_redirected_to_presigned_urls(seaweedfs: SeaweedFS) -> 
         assert (head.code, head.header("Content-Length")) == (200, str(len(layer)))
         missing = await node.request("GET", f"/v2/team/app/blobs/{sha256(b'missing')}")
         assert missing.code == 404
+
+
+def test_example_s3_config_runs(seaweedfs: SeaweedFS, tmp_path: object) -> None:
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "s3.yml")
+    assert txregistry.loadConfig(example, environ={}).warnings == ()
+    env = {
+        "REGISTRY_STORAGE_S3_REGIONENDPOINT": seaweedfs.endpoint,
+        "REGISTRY_STORAGE_S3_ACCESSKEY": ACCESS_KEY,
+        "REGISTRY_STORAGE_S3_SECRETKEY": SECRET_KEY,
+        "REGISTRY_STORAGE_S3_BUCKET": BUCKET,
+        "REGISTRY_STORAGE_S3_ROOTDIRECTORY": f"/example/{uuid.uuid4()}",
+    }
+    process = RegistryProcess(os.path.join(str(tmp_path), "logs"), example, env, overrideRoot=False)
+    process.start()
+    try:
+        client = SyncClient(process.port)
+        manifest, digest, blobs = client.pushImage("team/app", "v1", [os.urandom(1_000_000)])
+        assert client.request("GET", "/v2/team/app/manifests/v1").body == manifest
+        assert client.request("GET", f"/v2/team/app/blobs/{blobs[1]}").status == 200
+    finally:
+        process.stop()
