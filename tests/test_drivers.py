@@ -40,7 +40,8 @@ async def driver(request: pytest.FixtureRequest, tmp_path: object) -> AsyncItera
             Endpoint(server.endpoint, BUCKET, pathStyle=True), REGION, Credentials(ACCESS_KEY, SECRET_KEY)
         )
         # Each test in a root of its own in the one bucket.
-        yield S3Driver(client, f"/tests/{uuid.uuid4()}", chunkSize=5 * 1024 * 1024)
+        # Small listing pages, so that listings go through several.
+        yield S3Driver(client, f"/tests/{uuid.uuid4()}", chunkSize=5 * 1024 * 1024, listPageSize=5)
         await client.close()
 
 
@@ -103,6 +104,17 @@ async def test_list(driver: IStorageDriver) -> None:
     assert sorted(await driver.list("/top")) == ["/top/a", "/top/b", "/top/c"]
     assert sorted(await driver.list("/top/")) == ["/top/a", "/top/b", "/top/c"]
     assert sorted(await driver.list("/top/b")) == ["/top/b/one", "/top/b/two"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_list_many(driver: IStorageDriver) -> None:
+    names = [f"/many/tag-{i:02d}" for i in range(13)] + [f"/many/dir-{i}/file" for i in range(4)]
+    for path in names:
+        await driver.putContent(path, b"x")
+    expected = sorted({"/many/" + path.split("/")[2] for path in names})
+    assert sorted(await driver.list("/many")) == expected
+    await driver.delete("/many")
+    await failsWith(driver.list("/many"), PathNotFound)
 
 
 @pytest_twisted.ensureDeferred

@@ -345,8 +345,11 @@ class S3Driver:
         storageClass: str | None = None,
         encrypt: bool = False,
         redirect: S3Client | None = None,
+        listPageSize: int = 1000,
     ) -> None:
         self.client = client
+        #: Keys a listing asks S3 for at a time (S3 gives at most 1000).
+        self.listPageSize = listPageSize
         if redirect is not None:
             alsoProvides(self, IRedirectingDriver)
         self._redirect = redirect
@@ -432,9 +435,10 @@ class S3Driver:
         return FileInfo(path, int(length), False, _modified(response))
 
     async def _listPage(
-        self, prefix: str, token: str | None, delimiter: bool, limit: int = 1000
+        self, prefix: str, token: str | None, delimiter: bool, limit: int | None = None
     ) -> ET.Element:
-        query: dict[str, str | None] = {"list-type": "2", "prefix": prefix, "max-keys": str(limit)}
+        size = str(limit or self.listPageSize)
+        query: dict[str, str | None] = {"list-type": "2", "prefix": prefix, "max-keys": size}
         if delimiter:
             query["delimiter"] = "/"
         if token:
