@@ -22,6 +22,7 @@ from txregistry.storage import (
     IStorageDriver,
     MemoryDriver,
     PathNotFound,
+    StorageUnavailable,
 )
 from txregistry.storage.s3 import S3Driver
 from txregistry.storage.s3client import Endpoint, S3Client
@@ -61,6 +62,27 @@ async def failsWith(d: Deferred, kind: type) -> BaseException:
 
 def test_provides_interface(driver: IStorageDriver) -> None:
     assert verifyObject(IStorageDriver, driver)
+
+
+@pytest_twisted.ensureDeferred
+async def test_healthy(driver: IStorageDriver) -> None:
+    await driver.putContent("/something", b"x")
+    await driver.checkHealth()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_s3_is_unhealthy_and_unavailable() -> None:
+    from tests.helpers import freePort
+
+    endpoint = Endpoint(f"http://127.0.0.1:{freePort()}", BUCKET, pathStyle=True)
+    client = S3Client(endpoint, REGION, Credentials(ACCESS_KEY, SECRET_KEY), retries=1)
+    driver = S3Driver(client, "/nowhere")
+    try:
+        await failsWith(driver.checkHealth(), StorageUnavailable)
+        await failsWith(driver.getContent("/file"), StorageUnavailable)
+        await failsWith(driver.putContent("/file", b"x"), StorageUnavailable)
+    finally:
+        await client.close()
 
 
 @pytest_twisted.ensureDeferred

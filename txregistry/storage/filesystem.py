@@ -230,5 +230,13 @@ class FilesystemDriver:
 
         return self._inThread(path, delete)
 
+    def checkHealth(self) -> Deferred[None]:
+        def check() -> None:
+            if not os.path.isdir(self.root):
+                raise StorageUnavailable(f"{self.root} is not a directory")
+
+        # A hung network file system must not hang the reactor with it.
+        return deferToThread(check)
+
     def close(self) -> Deferred[None]:
         return succeed(None)

@@ -170,6 +170,12 @@ class IStorageDriver(Interface):
         Remove a file, or a directory with everything below it.
         """
 
+    def checkHealth() -> Deferred[None]:
+        """
+        Reach the medium cheaply: fails with L{StorageUnavailable} when it
+        cannot be reached, for health checks.
+        """
+
     def close() -> Deferred[None]:
         """
         Release what the driver holds (connections), when the registry

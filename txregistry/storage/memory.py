@@ -134,5 +134,8 @@ class MemoryDriver:
             del self._files[key]
         return succeed(None)
 
+    def checkHealth(self) -> Deferred[None]:
+        return succeed(None)
+
     def close(self) -> Deferred[None]:
         return succeed(None)

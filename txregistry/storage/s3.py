@@ -563,6 +563,17 @@ class S3Driver:
         for directory in sorted(directories, key=lambda d: d.count("/"), reverse=True):
             await self.client.request("DELETE", directory, ok=(200, 204, 404))
 
+    def checkHealth(self) -> Deferred[None]:
+        async def check() -> None:
+            try:
+                await self._listPage(self.key("/").rstrip("/"), None, True, 1)
+            except S3Error as e:
+                raise StorageUnavailable(
+                    f"S3 bucket {self.client.endpoint.bucket}: {e.code}: {e.message}"
+                ) from None
+
+        return ensureDeferred(check())
+
     def redirectURL(self, path: str) -> str:
         assert self._redirect is not None
         return self._redirect.presign(self.key(path), REDIRECT_EXPIRY)
