@@ -23,7 +23,7 @@ from typing import Any
 
 import treq
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults, succeed
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.iweb import IResponse
@@ -83,7 +83,7 @@ class _BodyProtocol(Protocol):
             transport.pauseProducing()
         self._deliver()
 
-    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._ended = reason
         self._deliver()
 
