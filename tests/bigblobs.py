@@ -116,3 +116,25 @@ def slowPull(port: int, path: str, readSize: int, pause: float) -> tuple[int, st
         time.sleep(pause)
     sock.close()
     return total, "sha256:" + hasher.hexdigest()
+
+
+def roundTripInBoundedMemory(
+    registry: ServerProcess, size: int, chunkSize: int, readSize: int, pause: float, limit: int = 64 * MiB
+) -> None:
+    """
+    Push a blob of C{size} in chunks and pull it back slowly, checking the
+    bytes and that the registry's resident memory grew by less than C{limit}.
+    """
+    blob = Pattern(size)
+    time.sleep(0.5)
+    idle = registry.rss()
+    sampler = RSSSampler(registry)
+    sampler.start()
+    try:
+        pushInChunks(registry.port, blob, chunkSize)
+        total, digest = slowPull(registry.port, f"/v2/big/blobs/{blob.digest}", readSize, pause)
+    finally:
+        peak = sampler.stop()
+    assert (total, digest) == (blob.size, blob.digest)
+    print(f"{registry.kind}: idle RSS {idle / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB")
+    assert peak - idle < limit, f"RSS grew by {(peak - idle) / MiB:.1f} MiB (idle {idle / MiB:.1f} MiB)"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bigblobs import MiB, Pattern, RSSSampler, call, pushInChunks, slowPull, startUpload
+from tests.bigblobs import MiB, Pattern, call, pushInChunks, roundTripInBoundedMemory, slowPull, startUpload
 from tests.helpers import RegistryProcess, SyncClient
 
 
@@ -24,20 +24,7 @@ def process(tmp_path: object) -> Iterator[RegistryProcess]:
 
 
 def test_large_blob_in_bounded_memory(process: RegistryProcess) -> None:
-    blob = Pattern(512 * MiB)
-    time.sleep(0.5)
-    idle = process.rss()
-    sampler = RSSSampler(process)
-    sampler.start()
-    try:
-        pushInChunks(process.port, blob, 64 * MiB)
-        total, digest = slowPull(process.port, f"/v2/big/blobs/{blob.digest}", 128 * 1024, 0.001)
-    finally:
-        peak = sampler.stop()
-    assert (total, digest) == (blob.size, blob.digest)
-    growth = peak - idle
-    print(f"idle RSS {idle / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB")
-    assert growth < 64 * MiB, f"RSS grew by {growth / MiB:.1f} MiB (idle {idle / MiB:.1f} MiB)"
+    roundTripInBoundedMemory(process, 512 * MiB, 64 * MiB, 128 * 1024, 0.001)
 
 
 def test_early_error_on_large_body_keeps_server_well(process: RegistryProcess) -> None:

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.bigblobs import MiB, Pattern, RSSSampler, call, pushInChunks, slowPull, startUpload
+from tests.bigblobs import MiB, Pattern, call, roundTripInBoundedMemory, slowPull, startUpload
 from tests.helpers import RegistryProcess
 from tests.s3server import SeaweedFS
 
@@ -26,20 +26,7 @@ def test_large_blob_on_s3_in_bounded_memory(seaweedfs: SeaweedFS, tmp_path: obje
     registry = RegistryProcess(os.path.join(str(tmp_path), "logs"), storage=s3Storage(seaweedfs))
     registry.start()
     try:
-        blob = Pattern(1024 * MiB)
-        time.sleep(0.5)
-        idle = registry.rss()
-        sampler = RSSSampler(registry)
-        sampler.start()
-        try:
-            pushInChunks(registry.port, blob, 5 * MiB)
-            total, digest = slowPull(registry.port, f"/v2/big/blobs/{blob.digest}", 128 * 1024, 0.0002)
-        finally:
-            peak = sampler.stop()
-        assert (total, digest) == (blob.size, blob.digest)
-        growth = peak - idle
-        print(f"S3: idle RSS {idle / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB")
-        assert growth < 64 * MiB, f"RSS grew by {growth / MiB:.1f} MiB"
+        roundTripInBoundedMemory(registry, 1024 * MiB, 5 * MiB, 128 * 1024, 0.0002)
     finally:
         registry.stop()
 
