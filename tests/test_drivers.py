@@ -302,3 +302,21 @@ async def test_paths_cannot_escape(tmp_path: object) -> None:
     for path in ("relative", "/a/../../etc/passwd", "/a/.."):
         with pytest.raises(ValueError):
             await driver.getContent(path)
+
+
+@pytest_twisted.ensureDeferred
+async def test_s3_that_never_answers_times_out() -> None:
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+    from twisted.internet.protocol import Factory, Protocol
+
+    # Accepts connections and reads requests, and never says a word.
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory.forProtocol(Protocol))
+    endpoint = Endpoint(f"http://127.0.0.1:{port.getHost().port}", BUCKET, pathStyle=True)
+    client = S3Client(endpoint, REGION, Credentials(ACCESS_KEY, SECRET_KEY), retries=1, timeout=0.5)
+    try:
+        await failsWith(S3Driver(client, "/silent").getContent("/file"), StorageUnavailable)
+        assert client.requests["GET"] == 2
+    finally:
+        await client.close()
+        await port.stopListening()

@@ -22,7 +22,7 @@ from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from twisted.internet import reactor as defaultReactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost, TimeoutError
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseFailed
@@ -117,11 +117,15 @@ class S3Client:
         skipVerify: bool = False,
         retries: int = 4,
         reactor: Any = None,
+        timeout: float = 60,
     ) -> None:
         self.endpoint = endpoint
         self.region = region
         self.credentials = credentials
         self.retries = retries
+        #: Seconds S3 has to start answering a request before it is given up
+        #: (and, where it may be, tried again).
+        self.timeout = timeout
         self.reactor = reactor if reactor is not None else defaultReactor
         self.pool = HTTPConnectionPool(self.reactor, persistent=True)
         self.pool.maxPersistentPerHost = 32
@@ -180,8 +184,9 @@ class S3Client:
                     headers=Headers({k: [v] for k, v in signed.items()}),
                     data=body or None,
                     unbuffered=True,
+                    timeout=self.timeout,
                 )
-            except (ConnectError, ConnectionLost, ResponseFailed, TimeoutError) as e:
+            except (ConnectError, ConnectionLost, ResponseFailed, TimeoutError, CancelledError) as e:
                 if last:
                     raise StorageUnavailable(f"S3 {method} {key or '/'}: {e}") from None
                 log.warn("S3 {method} {key} failed ({error}), trying again", method=method, key=key, error=e)
