@@ -320,3 +320,24 @@ async def test_s3_that_never_answers_times_out() -> None:
     finally:
         await client.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_s3_refusals_are_unavailability(seaweedfs: SeaweedFS) -> None:
+    wrongKeys = S3Client(
+        Endpoint(seaweedfs.endpoint, BUCKET, pathStyle=True), REGION, Credentials(ACCESS_KEY, "wrong secret")
+    )
+    noBucket = S3Client(
+        Endpoint(seaweedfs.endpoint, "no-such-bucket", pathStyle=True),
+        REGION,
+        Credentials(ACCESS_KEY, SECRET_KEY),
+    )
+    try:
+        for client, code in ((wrongKeys, "SignatureDoesNotMatch"), (noBucket, "NoSuchBucket")):
+            driver = S3Driver(client, "/refused")
+            for attempt in (driver.getContent("/file"), driver.stat("/file"), driver.checkHealth()):
+                error = await failsWith(attempt, StorageUnavailable)
+                assert code in str(error) or "403" in str(error) or "404" in str(error), error
+    finally:
+        await wrongKeys.close()
+        await noBucket.close()

@@ -40,7 +40,9 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 class S3Error(Exception):
     """
-    S3 answered with an error it meant: a missing key, a refused request.
+    S3 said there is no such key. Every other refusal (a missing bucket,
+    wrong keys, no permission) is L{StorageUnavailable}: the registry can
+    do nothing about it but say so.
     """
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -166,8 +168,8 @@ class S3Client:
     ) -> IResponse:
         """
         Make a request and return its response, whose status is one of
-        C{ok}, with the body still to be read. S3's own errors raise
-        L{S3Error}; S3 out of reach raises L{StorageUnavailable}.
+        C{ok}, with the body still to be read. A missing key raises
+        L{S3Error}; S3 out of reach or refusing raises L{StorageUnavailable}.
         """
         url = self.endpoint.objectURL(key, encodeQuery(query or {}))
         attempts = 1 + (self.retries if (method in _IDEMPOTENT if retry is None else retry) else 0)
@@ -195,8 +197,10 @@ class S3Client:
                     return response
                 content = await treq.content(response)
                 error = _parseError(response.code, content)
-                if response.code < 500 and response.code != 429:
+                if response.code == 404 and error.code != "NoSuchBucket":
                     raise error
+                if response.code < 500 and response.code != 429:
+                    raise StorageUnavailable(f"S3 {method} {key or '/'}: {error.code}: {error.message}")
                 if last:
                     raise StorageUnavailable(
                         f"S3 {method} {key or '/'}: {error.status} {error.code}: {error.message}"
