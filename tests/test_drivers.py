@@ -341,3 +341,26 @@ async def test_s3_refusals_are_unavailability(seaweedfs: SeaweedFS) -> None:
     finally:
         await wrongKeys.close()
         await noBucket.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_looking_at_a_file_being_written_changes_nothing(driver: IStorageDriver) -> None:
+    first = os.urandom(6 * 1024 * 1024)
+    writer = await driver.writer("/upload/data", append=True)
+    await writer.write(first)
+    await writer.close()
+    client = getattr(driver, "client", None)
+    before = dict(client.requests) if client is not None else {}
+    for _ in range(2):
+        looking = await driver.writer("/upload/data", append=True)
+        assert looking.size == len(first)
+        await looking.close()
+    if client is not None:
+        changes = {
+            m: n - before.get(m, 0) for m, n in client.requests.items() if m in ("PUT", "POST", "DELETE")
+        }
+        assert not any(changes.values()), changes
+    writer = await driver.writer("/upload/data", append=True)
+    await writer.write(b"more")
+    await writer.commit()
+    assert await readAll(driver, "/upload/data") == first + b"more"

@@ -163,6 +163,11 @@ class _MultipartWriter:
         self._uploadID: str | None = None
         self._parts: list[tuple[int, str, int]] = []
         self._pending = bytearray()
+        # What open() found that must be dealt with before more is sent: a
+        # small last part to finish, or a finished object of this many bytes
+        # to continue from.
+        self._restart = False
+        self._existing = 0
 
     async def _existingUpload(self) -> str | None:
         root = await self._client.requestXML("GET", "", query={"uploads": None, "prefix": self._key})
@@ -193,6 +198,10 @@ class _MultipartWriter:
             marker = findText(root, "{}NextPartNumberMarker")
 
     async def open(self, append: bool) -> None:
+        """
+        Find what the file holds, changing nothing: an unfinished upload's
+        parts, or a finished object to continue from.
+        """
         if not append:
             await self._abortAll()
             return
@@ -201,30 +210,34 @@ class _MultipartWriter:
             self._uploadID = uploadID
             self._parts = await self._listParts(uploadID)
             self.size = sum(size for _, _, size in self._parts)
-            if self._parts and self._parts[-1][2] < MIN_PART_SIZE:
-                # A small last part cannot be followed by another: finish
-                # the upload and start again from the object it makes.
-                await self._complete()
-                await self._continueFromObject()
+            # A small last part cannot be followed by another.
+            self._restart = bool(self._parts) and self._parts[-1][2] < MIN_PART_SIZE
             return
-        await self._continueFromObject()
+        info = await self._driver._head(self.path)
+        if info is not None:
+            self._existing = self.size = info.size
 
-    async def _continueFromObject(self) -> None:
-        try:
-            info = await self._driver.stat(self.path)
-        except PathNotFound:
-            return
-        self._uploadID = None
-        self._parts = []
-        self.size = info.size
-        if info.size < MIN_PART_SIZE:
-            self._pending = bytearray(await self._driver.getContent(self.path))
-            return
-        await self._start()
-        # The object so far becomes the first parts, copied within S3.
-        for start in range(0, info.size, MAX_COPY_SIZE):
-            end = min(start + MAX_COPY_SIZE, info.size) - 1
-            await self._copyPart(len(self._parts) + 1, start, end)
+    async def _prepare(self) -> None:
+        """
+        Before more data goes to S3: make what the file already holds the
+        start of the upload that takes it.
+        """
+        if self._restart:
+            # Finish the upload and continue from the object it makes.
+            self._restart = False
+            stored = sum(size for _, _, size in self._parts)
+            await self._complete()
+            self._existing = stored
+        if self._existing:
+            existing, self._existing = self._existing, 0
+            if existing < MIN_PART_SIZE:
+                self._pending[:0] = await self._driver.getContent(self.path)
+                return
+            await self._start()
+            # The object so far becomes the first parts, copied within S3.
+            for start in range(0, existing, MAX_COPY_SIZE):
+                end = min(start + MAX_COPY_SIZE, existing) - 1
+                await self._copyPart(len(self._parts) + 1, start, end)
 
     async def _copyPart(self, number: int, start: int, end: int) -> None:
         root = await self._client.requestXML(
@@ -255,6 +268,7 @@ class _MultipartWriter:
         self._parts.append((number, response.headers.getRawHeaders("etag", [""])[0], len(data)))
 
     async def _flushFull(self) -> None:
+        await self._prepare()
         while len(self._pending) >= self._driver.chunkSize:
             part = bytes(self._pending[: self._driver.chunkSize])
             del self._pending[: self._driver.chunkSize]
@@ -268,6 +282,8 @@ class _MultipartWriter:
         return ensureDeferred(self._flushFull())
 
     async def _close(self) -> None:
+        if not self._pending:
+            return
         await self._flushFull()
         if self._pending:
             await self._uploadPart(bytes(self._pending))
@@ -297,12 +313,17 @@ class _MultipartWriter:
         self._parts = []
 
     async def _commit(self) -> None:
-        if self._uploadID is None and not self._parts:
+        if self._uploadID is None and not self._existing:
+            # All there is fits in one request: no multipart upload.
             await self._driver.putContent(self.path, bytes(self._pending))
             self._pending.clear()
             return
+        if not self._pending and self._uploadID is None:
+            # A finished object, and nothing new for it.
+            return
         await self._close()
-        await self._complete()
+        if self._uploadID is not None:
+            await self._complete()
 
     def commit(self) -> Deferred[None]:
         return ensureDeferred(self._commit())
