@@ -138,3 +138,20 @@ def roundTripInBoundedMemory(
     assert (total, digest) == (blob.size, blob.digest)
     print(f"{registry.kind}: idle RSS {idle / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB")
     assert peak - idle < limit, f"RSS grew by {(peak - idle) / MiB:.1f} MiB (idle {idle / MiB:.1f} MiB)"
+
+
+def finishUpload(port: int, location: str, blob: Pattern, held: int) -> None:
+    """
+    Send the rest of C{blob} from byte C{held} on, as a client carrying on
+    where the registry says the upload stands, and finish the upload.
+    """
+    response, body = call(
+        port,
+        "PATCH",
+        location,
+        blob.chunks(held, blob.size),
+        {"Content-Length": str(blob.size - held), "Content-Range": f"{held}-{blob.size - 1}"},
+    )
+    assert response.status == 202, body
+    response, body = call(port, "PUT", f"{location}?digest={blob.digest}")
+    assert response.status == 201, body

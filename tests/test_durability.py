@@ -11,7 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bigblobs import MiB, Pattern, call, pushInChunks, roundTripInBoundedMemory, slowPull, startUpload
+from tests.bigblobs import (
+    MiB,
+    Pattern,
+    call,
+    finishUpload,
+    pushInChunks,
+    roundTripInBoundedMemory,
+    slowPull,
+    startUpload,
+)
 from tests.helpers import RegistryProcess, SyncClient
 
 
@@ -64,16 +73,7 @@ def test_upload_survives_restart(tmp_path: object) -> None:
         response, _ = call(second.port, "GET", location)
         assert response.status == 204
         assert response.headers["Range"] == f"0-{half - 1}"
-        response, body = call(
-            second.port,
-            "PATCH",
-            location,
-            blob.chunks(half, blob.size),
-            {"Content-Length": str(blob.size - half), "Content-Range": f"{half}-{blob.size - 1}"},
-        )
-        assert response.status == 202, body
-        response, body = call(second.port, "PUT", f"{location}?digest={blob.digest}")
-        assert response.status == 201, body
+        finishUpload(second.port, location, blob, half)
         total, digest = slowPull(second.port, f"/v2/big/blobs/{blob.digest}", 1 * MiB, 0)
         assert (total, digest) == (blob.size, blob.digest)
         assert "re-hashing" in second.output()
@@ -168,13 +168,4 @@ def test_upload_resumes_after_a_client_drops_mid_chunk(process: RegistryProcess)
     assert status.status == 204
     held = int(status.headers["Range"].split("-")[1]) + 1
     assert 0 < held <= 3 * MiB
-    response, body = call(
-        process.port,
-        "PATCH",
-        location,
-        blob.chunks(held, blob.size),
-        {"Content-Length": str(blob.size - held), "Content-Range": f"{held}-{blob.size - 1}"},
-    )
-    assert response.status == 202, body
-    response, body = call(process.port, "PUT", f"{location}?digest={blob.digest}")
-    assert response.status == 201, body
+    finishUpload(process.port, location, blob, held)

@@ -27,6 +27,7 @@ from txregistry.storage.interfaces import (
     IStorageDriver,
     PathNotFound,
     StorageUnavailable,
+    checkPath,
 )
 
 T = TypeVar("T")
@@ -119,9 +120,7 @@ class FilesystemDriver:
         self.root = os.path.abspath(root)
 
     def _full(self, path: str) -> str:
-        if not path.startswith("/") or "/../" in f"{path}/" or "\0" in path:
-            raise ValueError(f"not a storage path: {path!r}")
-        return self.root + path
+        return self.root + checkPath(path)
 
     def _call(self, path: str, f: Callable[[str], T]) -> Deferred[T]:
         """

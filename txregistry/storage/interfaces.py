@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
 
+def checkPath(path: str) -> str:
+    """
+    C{path} if it is a storage path: absolute, with no way up out of the
+    driver's root.
+    """
+    if not path.startswith("/") or "/../" in f"{path}/" or "\0" in path:
+        raise ValueError(f"not a storage path: {path!r}")
+    return path
+
+
 class PathNotFound(Exception):
     """
     Nothing is stored at the path.

@@ -37,6 +37,7 @@ from txregistry.storage.interfaces import (
     IStorageDriver,
     PathNotFound,
     StorageUnavailable,
+    checkPath,
 )
 from txregistry.storage.s3client import S3Client, S3Error, findAll, findText
 
@@ -383,9 +384,7 @@ class S3Driver:
         self.encrypt = encrypt
 
     def key(self, path: str) -> str:
-        if not path.startswith("/") or "/../" in f"{path}/":
-            raise ValueError(f"not a storage path: {path!r}")
-        return f"{self.root}{path}".lstrip("/")
+        return f"{self.root}{checkPath(path)}".lstrip("/")
 
     def _path(self, key: str) -> str:
         return "/" + key[len(self.root) :].lstrip("/") if self.root else "/" + key
