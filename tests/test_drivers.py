@@ -364,3 +364,37 @@ async def test_looking_at_a_file_being_written_changes_nothing(driver: IStorageD
     await writer.write(b"more")
     await writer.commit()
     assert await readAll(driver, "/upload/data") == first + b"more"
+
+
+@pytest_twisted.ensureDeferred
+async def test_s3_credentials_refresh_off_the_reactor(seaweedfs: SeaweedFS) -> None:
+    import threading
+    from datetime import datetime, timedelta, timezone
+
+    from botocore.credentials import RefreshableCredentials
+
+    refreshedIn = []
+
+    def refresh() -> dict[str, str]:
+        # What botocore does for an instance profile: ask over the network.
+        refreshedIn.append(threading.current_thread())
+        expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+        return {
+            "access_key": ACCESS_KEY,
+            "secret_key": SECRET_KEY,
+            "token": "",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    expired = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+    credentials = RefreshableCredentials.create_from_metadata(
+        {"access_key": "stale", "secret_key": "stale", "token": "", "expiry_time": expired}, refresh, "test"
+    )
+    client = S3Client(Endpoint(seaweedfs.endpoint, BUCKET, pathStyle=True), REGION, credentials)
+    try:
+        driver = S3Driver(client, f"/tests/{uuid.uuid4()}")
+        await driver.putContent("/file", b"signed with refreshed keys")
+        assert await driver.getContent("/file") == b"signed with refreshed keys"
+        assert refreshedIn and threading.main_thread() not in refreshedIn
+    finally:
+        await client.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
 
 import attrs
 
@@ -94,9 +93,6 @@ class Digest:
     @classmethod
     def of(cls, content: bytes, algorithm: str = "sha256") -> Digest:
         return cls(algorithm, hashlib.new(algorithm, content).hexdigest())
-
-    def hasher(self) -> Any:
-        return hashlib.new(self.algorithm)
 
 
 def looksLikeDigest(reference: str) -> bool:

@@ -43,6 +43,3 @@ class ContentCache(Generic[K, V]):
         while self.size > self.maxBytes:
             _, (_, dropped) = self._entries.popitem(last=False)
             self.size -= dropped
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -32,10 +32,6 @@ def blobData(digest: Digest) -> str:
     return f"{blobDirectory(digest)}/data"
 
 
-def repository(name: str) -> str:
-    return f"{REPOSITORIES}/{name}"
-
-
 def layerLink(name: str, digest: Digest) -> str:
     return f"{REPOSITORIES}/{name}/_layers/{digest.algorithm}/{digest.hex}/link"
 

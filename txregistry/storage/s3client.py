@@ -25,6 +25,7 @@ from twisted.internet import reactor as defaultReactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost, TimeoutError
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
@@ -138,12 +139,21 @@ class S3Client:
         #: each registry operation in S3 requests in view.
         self.requests: Counter[str] = Counter()
 
-    def _signed(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    def _signed(
+        self, credentials: ReadOnlyCredentials, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]:
         request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
-        S3SigV4Auth(self._frozenCredentials(), "s3", self.region).add_auth(request)
+        S3SigV4Auth(credentials, "s3", self.region).add_auth(request)
         return dict(request.headers.items())
 
-    def _frozenCredentials(self) -> ReadOnlyCredentials:
+    async def _frozenCredentials(self) -> ReadOnlyCredentials:
+        refreshNeeded = getattr(self.credentials, "refresh_needed", None)
+        if refreshNeeded is not None and refreshNeeded():
+            # Credentials from the AWS environment (an instance profile, a
+            # credential process) refresh by asking over the network, and
+            # botocore does that synchronously: not on the reactor thread.
+            frozen: ReadOnlyCredentials = await deferToThread(self.credentials.get_frozen_credentials)
+            return frozen
         return self.credentials.get_frozen_credentials()
 
     def presign(self, key: str, expires: int, method: str = "GET") -> str:
@@ -153,7 +163,10 @@ class S3Client:
         """
         url = self.endpoint.objectURL(key)
         request = AWSRequest(method=method, url=url)
-        S3SigV4QueryAuth(self._frozenCredentials(), "s3", self.region, expires=expires).add_auth(request)
+        # Requests to S3 keep refreshable credentials fresh, off the reactor.
+        S3SigV4QueryAuth(
+            self.credentials.get_frozen_credentials(), "s3", self.region, expires=expires
+        ).add_auth(request)
         return str(request.url)
 
     async def request(
@@ -177,7 +190,7 @@ class S3Client:
             last = attempt == attempts - 1
             self.requests[method] += 1
             try:
-                signed = self._signed(method, url, headers or {}, body)
+                signed = self._signed(await self._frozenCredentials(), method, url, headers or {}, body)
                 # Unbuffered: treq otherwise keeps a copy of every body it
                 # receives, a whole blob for a blob GET.
                 response = await self.http.request(
