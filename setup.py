@@ -22,6 +22,8 @@ setup(
         "tls": ["twisted[tls]>=23.10"],
         # S3 requests go through treq, signed by botocore's SigV4 signer.
         "s3": ["treq>=23.11", "botocore>=1.31"],
+        # The pull-through cache's upstream client.
+        "proxy": ["treq>=23.11"],
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",

@@ -12,11 +12,14 @@ from tests.helpers import Client, serving
 from tests.s3server import SeaweedFS
 
 
-def configFor(root: str | None, s3: SeaweedFS | None = None, **storage: object) -> txregistry.Config:
+def configFor(
+    root: str | None, s3: SeaweedFS | None = None, extra: str = "", **storage: object
+) -> txregistry.Config:
     """
     A configuration with filesystem storage in C{root}, or S3 storage below
     C{root} in C{s3}'s bucket, or (where C{root} is C{None}) in-memory
-    storage; deletes enabled unless C{delete=False}.
+    storage; deletes enabled unless C{delete=False}; C{extra} YAML for
+    other sections.
     """
     if root is None:
         lines = ["version: 0.1", "storage:", "  inmemory:"]
@@ -30,7 +33,7 @@ def configFor(root: str | None, s3: SeaweedFS | None = None, **storage: object) 
         lines += ["  redirect:", "    disable: false"]
     if storage.get("readonly"):
         lines += ["  maintenance:", "    readonly:", "      enabled: true"]
-    return txregistry.parseConfig("\n".join(lines) + "\n", environ={})
+    return txregistry.parseConfig("\n".join(lines) + "\n" + extra, environ={})
 
 
 async def serve(root: str | None, s3: SeaweedFS | None = None) -> AsyncIterator[Client]:

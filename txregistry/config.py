@@ -109,10 +109,59 @@ class Log:
 
 
 @attrs.frozen
+class Upstream:
+    """
+    A registry that the proxy pulls through from. The default upstream
+    (registry:2's C{proxy.remoteurl}) has no name and serves every
+    repository no named upstream claims.
+    """
+
+    remoteURL: str
+    name: str = ""
+    username: str | None = None
+    password: str | None = None
+    #: How long content stays cached after its last pull.
+    ttl: timedelta = timedelta(hours=168)
+
+
+@attrs.frozen
+class Proxy:
+    """
+    registry:2's C{proxy} section, with more than one upstream allowed.
+    """
+
+    upstreams: tuple[Upstream, ...]
+    #: How long a tag is served from cache before upstream is asked again.
+    revalidate: timedelta = timedelta(seconds=60)
+    #: The most bytes of blobs to keep; least recently pulled go first.
+    maxSize: int | None = None
+    #: Pushes to repositories that no upstream serves.
+    allowPush: bool = False
+    #: How often expired and surplus content is looked for.
+    evictionInterval: timedelta = timedelta(minutes=10)
+    #: Seconds to connect to an upstream, and to wait for its next bytes.
+    timeout: float = 30.0
+
+    @property
+    def default(self) -> Upstream | None:
+        for upstream in self.upstreams:
+            if not upstream.name:
+                return upstream
+        return None
+
+    def named(self, name: str) -> Upstream | None:
+        for upstream in self.upstreams:
+            if upstream.name and upstream.name == name:
+                return upstream
+        return None
+
+
+@attrs.frozen
 class Config:
     storage: Storage = Storage()
     http: HTTP = HTTP()
     log: Log = Log()
+    proxy: Proxy | None = None
     #: One line for each key given that is not supported (yet).
     warnings: tuple[str, ...] = ()
 
@@ -430,6 +479,105 @@ def _log(reader: _Reader) -> Log:
     return Log(level=level, accessLog=not reader.get("log.accesslog.disabled", bool, False))
 
 
+_UPSTREAM_NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
+_UPSTREAM_KEYS = ("name", "remoteurl", "username", "password", "ttl")
+
+
+def _remoteURL(key: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+        raise ConfigError(
+            f"{key}: expected a registry's URL like https://registry-1.docker.io, got {value!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _upstream(reader: _Reader, key: str, name: str, ttl: timedelta) -> Upstream:
+    remote = reader.get(f"{key}.remoteurl", str)
+    if not remote:
+        raise ConfigError(f"{key}.remoteurl: the upstream registry's URL is missing")
+    username = reader.get(f"{key}.username", str) or None
+    password = reader.get(f"{key}.password", str) or None
+    if (username is None) != (password is None):
+        raise ConfigError(f"{key}.username: give both username and password, or neither")
+    return Upstream(
+        remoteURL=_remoteURL(f"{key}.remoteurl", remote),
+        name=name,
+        username=username,
+        password=password,
+        ttl=reader.duration(f"{key}.ttl", ttl),
+    )
+
+
+def _proxy(reader: _Reader) -> Proxy | None:
+    if reader.get("proxy", dict) is None:
+        return None
+    ttl = reader.duration("proxy.ttl", timedelta(hours=168))
+    upstreams = []
+    if reader.get("proxy.remoteurl", str):
+        upstreams.append(_upstream(reader, "proxy", "", ttl))
+    else:
+        for key in ("username", "password", "ttl"):
+            reader.get(f"proxy.{key}", str)
+    listed = reader.get("proxy.upstreams", list, [])
+    for index, entry in enumerate(listed):
+        key = f"proxy.upstreams[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}: expected a mapping with name and remoteurl")
+        unknown = sorted(str(k) for k in entry if k not in _UPSTREAM_KEYS)
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: {', '.join(_UPSTREAM_KEYS)})")
+        # One reader per entry, so that errors name the entry's key.
+        entryReader = _Reader({"proxy": {f"upstreams[{index}]": entry}})
+        name = entryReader.get(f"{key}.name", str)
+        if not name or not _UPSTREAM_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{key}.name: expected a repository name component such as ghcr.io, got {name!r}"
+            )
+        if any(u.name == name for u in upstreams):
+            raise ConfigError(f"{key}.name: {name!r} names two upstreams")
+        upstreams.append(_upstream(entryReader, key, name, ttl))
+    if not upstreams:
+        raise ConfigError("proxy.remoteurl: a proxy needs an upstream (proxy.remoteurl or proxy.upstreams)")
+    maxSize = reader.get("proxy.maxsize", (int, str))
+    revalidate = reader.duration("proxy.revalidate", timedelta(seconds=60))
+    interval = reader.duration("proxy.evictioninterval", timedelta(minutes=10))
+    if interval <= timedelta(0):
+        raise ConfigError("proxy.evictioninterval: must be more than 0")
+    timeout = reader.duration("proxy.timeout", timedelta(seconds=30))
+    if timeout <= timedelta(0):
+        raise ConfigError("proxy.timeout: must be more than 0")
+    return Proxy(
+        upstreams=tuple(upstreams),
+        revalidate=revalidate,
+        maxSize=None if maxSize is None else parseSize("proxy.maxsize", maxSize),
+        allowPush=reader.get("proxy.allowpush", bool, False),
+        evictionInterval=interval,
+        timeout=timeout.total_seconds(),
+    )
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
+
+
+def parseSize(key: str, value: int | str) -> int:
+    """
+    A number of bytes: C{1073741824}, C{1GiB}, C{500MB}, C{20g}.
+    """
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.fullmatch(value.strip())
+        if match is None:
+            raise ConfigError(f"{key}: expected a size like 50GiB or 20000000000, got {value!r}")
+        unit = (match.group(2) or "").lower()
+        base = 1024 if "i" in unit else 1000
+        size = int(match.group(1)) * (base ** " kmgt".index(unit[0]) if unit and unit[0] != "b" else 1)
+    if size <= 0:
+        raise ConfigError(f"{key}: must be more than 0, got {value!r}")
+    return size
+
+
 def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> Config:
     """
     A configuration from the text of a C{config.yml} (C{None} for none at
@@ -458,7 +606,7 @@ def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError("version: missing (registry:2 configuration files start with 'version: 0.1')")
     if str(version) != "0.1":
         raise ConfigError(f"version: only version 0.1 is known, got {version!r}")
-    config = Config(storage=_storage(reader), http=_http(reader), log=_log(reader))
+    config = Config(storage=_storage(reader), http=_http(reader), log=_log(reader), proxy=_proxy(reader))
     warnings = tuple(f"config key {key} is not supported yet and is ignored" for key in reader.unknown())
     return attrs.evolve(config, warnings=warnings)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import attrs
 from twisted.application.internet import StreamServerEndpointService
@@ -24,6 +25,9 @@ from txregistry.logging import logger, setLevel
 from txregistry.registry import Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
 from txregistry.web import Context, RegistryChannel, RegistryRequest, RegistryResource, RootResource
+
+if TYPE_CHECKING:
+    from txregistry.proxy import PullThroughCache
 
 log = logger(__name__)
 
@@ -83,14 +87,34 @@ def registryOf(config: Config, driver: IStorageDriver | None = None) -> Registry
     )
 
 
-def resource(config: Config, registry: Registry | None = None) -> RegistryResource:
+def cacheOf(config: Config, registry: Registry) -> PullThroughCache | None:
+    """
+    The pull-through cache the configuration asks for, if any.
+    """
+    if config.proxy is None:
+        return None
+    try:
+        # Imported here: treq is the proxy extra's, not needed otherwise.
+        from txregistry.proxy import PullThroughCache
+    except ImportError as e:
+        raise ConfigError(
+            f"proxy: the pull-through cache needs the proxy extra (pip install 'txregistry[proxy]'): {e}"
+        ) from None
+    return PullThroughCache(registry, config.proxy)
+
+
+def resource(
+    config: Config, registry: Registry | None = None, cache: PullThroughCache | None = None
+) -> RegistryResource:
     """
     The registry's API as a resource to put at C{/v2} of a L{Site}. Give
     the site C{requestFactory=RegistryRequest} so that uploads stream
     instead of being read whole first.
     """
     registry = registry if registry is not None else registryOf(config)
-    context = Context(registry, host=config.http.host, relativeURLs=config.http.relativeURLs)
+    if cache is None:
+        cache = cacheOf(config, registry)
+    context = Context(registry, host=config.http.host, relativeURLs=config.http.relativeURLs, proxy=cache)
     return RegistryResource(registry, context, config.http.headers)
 
 
@@ -109,11 +133,11 @@ class _Site(Site):
             super().log(request)  # type: ignore[arg-type]
 
 
-def site(config: Config, registry: Registry | None = None) -> Site:
+def site(config: Config, registry: Registry | None = None, cache: PullThroughCache | None = None) -> Site:
     """
     A site that serves the registry at C{/v2/}, and OCI errors elsewhere.
     """
-    return _Site(RootResource(resource(config, registry)), config.log.accessLog)
+    return _Site(RootResource(resource(config, registry, cache)), config.log.accessLog)
 
 
 @contextmanager
@@ -131,10 +155,11 @@ def _listening() -> Iterator[None]:
 
 
 class _RegistryService(MultiService):
-    def __init__(self, config: Config, registry: Registry) -> None:
+    def __init__(self, config: Config, registry: Registry, cache: PullThroughCache | None) -> None:
         super().__init__()
         self.config = config
         self.registry = registry
+        self.cache = cache
 
     def stopService(self) -> Deferred[None]:
         d: Deferred[None] = Deferred.fromCoroutine(self._stop())
@@ -142,6 +167,8 @@ class _RegistryService(MultiService):
 
     async def _stop(self) -> None:
         await super().stopService()
+        if self.cache is not None:
+            await self.cache.close()
         await self.registry.driver.close()
 
     def privilegedStartService(self) -> None:
@@ -158,6 +185,13 @@ class _RegistryService(MultiService):
             where=f" in {os.path.abspath(storage.rootDirectory)}" if storage.driver == "filesystem" else "",
             listen=", ".join(self.config.http.listen),
         )
+        if self.config.proxy is not None:
+            for upstream in self.config.proxy.upstreams:
+                log.info(
+                    "txregistry: pull-through cache of {url}{prefix}",
+                    url=upstream.remoteURL,
+                    prefix=f" for {upstream.name}/..." if upstream.name else "",
+                )
         with _listening():
             super().startService()
 
@@ -169,8 +203,9 @@ def makeService(config: Config) -> IService:
     """
     setLevel(config.log.level)
     registry = registryOf(config)
-    service = _RegistryService(config, registry)
-    factory = site(config, registry)
+    cache = cacheOf(config, registry)
+    service = _RegistryService(config, registry, cache)
+    factory = site(config, registry, cache)
     for description in config.http.listen:
         endpoint = serverFromString(reactor, description)
         listener = StreamServerEndpointService(endpoint, factory)
@@ -180,4 +215,8 @@ def makeService(config: Config) -> IService:
     purging = config.storage.uploadPurging
     if purging.enabled and not registry.readOnly:
         UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)
+    if cache is not None and not registry.readOnly:
+        from txregistry.proxy import EvictionService
+
+        EvictionService(cache).setServiceParent(service)
     return service

@@ -32,6 +32,11 @@ class ContentCache(Generic[K, V]):
         self._entries.move_to_end(key)
         return entry[0]
 
+    def discard(self, key: K) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+
     def put(self, key: K, value: V, size: int) -> None:
         if size > self.maxBytes:
             return

@@ -103,19 +103,26 @@ class Manifests:
             digest = Digest.of(content)
         manifest = parseManifest(content, contentType)
         await self._checkReferences(manifest)
+        await self.store(digest, content, manifest, tag)
+        return manifest
 
+    async def store(self, digest: Digest, content: bytes, manifest: Manifest | None, tag: str | None) -> None:
+        """
+        Keep C{content}, whose digest is C{digest}, as a revision of the
+        repository, tagged C{tag} if given, without checking what it
+        references (a pull-through cache fetches that when it is asked).
+        """
         if not await exists(self.driver, layout.blobData(digest)):
             await self.driver.putContent(layout.blobData(digest), content)
         # Served as any instance would serve it: typed from the bytes alone.
         self.cache.put(digest, StoredManifest(digest, content, storedMediaType(content)), len(content))
         await writeLink(self.driver, layout.revisionLink(self.name, digest), digest)
-        if manifest.subject is not None:
+        if manifest is not None and manifest.subject is not None:
             await writeLink(
                 self.driver, layout.referrerLink(self.name, manifest.subject.digest, digest), digest
             )
         if tag is not None:
             await self.tags.tag(tag, digest)
-        return manifest
 
     async def delete(self, reference: str) -> None:
         """

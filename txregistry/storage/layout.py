@@ -14,6 +14,11 @@ Referrers are ours alone (registry:2 has no referrers API) and live where
 it does not look:
 
     /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>/link
+
+So is what the pull-through cache knows of when content was last pulled,
+for eviction, by repository and kind (C{_blobs} or C{_manifests}):
+
+    /docker/registry/v2/_proxy/repositories/<name>/_<kind>/<alg>/<hex>
 """
 
 from __future__ import annotations
@@ -82,6 +87,13 @@ def referrers(name: str, subject: Digest) -> str:
 
 def referrerLink(name: str, subject: Digest, referrer: Digest) -> str:
     return f"{referrers(name, subject)}/{referrer.algorithm}/{referrer.hex}/link"
+
+
+PROXY_REPOSITORIES = f"{ROOT}/_proxy/repositories"
+
+
+def proxyEntry(name: str, kind: str, digest: Digest) -> str:
+    return f"{PROXY_REPOSITORIES}/{name}/_{kind}/{digest.algorithm}/{digest.hex}"
 
 
 def basename(path: str) -> str:

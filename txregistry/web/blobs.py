@@ -10,6 +10,7 @@ import re
 from twisted.web.server import Request
 
 from txregistry.errors import RegistryError
+from txregistry.proxy.sources import BlobSource
 from txregistry.reference import Digest
 from txregistry.storage.streams import streamTo
 from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeEmpty
@@ -54,33 +55,46 @@ def _unsatisfiable(size: int) -> RegistryError:
 
 
 class BlobEndpoint(RepositoryEndpoint):
-    async def _serve(self, request: Request) -> None:
-        digest = Digest.parse(self.reference)
+    async def _source(self, request: Request, digest: Digest) -> BlobSource:
+        route = self.route(request)
+        if route is not None:
+            assert self.context.proxy is not None
+            return await self.context.proxy.blob(route, digest, head=request.method == b"HEAD")
         blobs = self.context.registry.blobs(self.name)
         size = await blobs.size(digest)
-        redirect = blobs.redirectURL(digest) if request.method == b"GET" else None
+        return BlobSource(digest, size, lambda offset: blobs.open(digest, offset), blobs.redirectURL(digest))
+
+    async def _serve(self, request: Request) -> None:
+        digest = Digest.parse(self.reference)
+        source = await self._source(request, digest)
+        size = source.size
+        redirect = source.redirect if request.method == b"GET" else None
         if redirect is not None:
             writeEmpty(request, 307, {"Location": redirect, "Docker-Content-Digest": str(digest)})
             return
-        span = parseRange(request.getHeader("range"), size)
-        start, end = span if span is not None else (0, size - 1)
-        length = end - start + 1
         headers = {
             "Content-Type": "application/octet-stream",
             "Docker-Content-Digest": str(digest),
             "Accept-Ranges": "bytes",
             "ETag": f'"{digest}"',
             "Cache-Control": "max-age=31536000",
-            "Content-Length": str(length),
         }
-        if span is not None:
-            request.setResponseCode(206)
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        start, length = 0, size
+        if size is not None:
+            # Ranges of a blob still arriving whose size the upstream did not
+            # say are not offered: the whole blob is sent.
+            span = parseRange(request.getHeader("range"), size)
+            start, end = span if span is not None else (0, size - 1)
+            length = end - start + 1
+            headers["Content-Length"] = str(length)
+            if span is not None:
+                request.setResponseCode(206)
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         setHeaders(request, headers)
-        if request.method == b"HEAD" or length == 0:
+        if request.method == b"HEAD" or length == 0 or source.open is None:
             request.finish()
             return
-        reader = await blobs.open(digest, start)
+        reader = await source.open(start)
         await streamTo(reader, request, length)
         request.finish()
 

@@ -8,16 +8,29 @@ from __future__ import annotations
 from twisted.web.server import Request
 
 from txregistry.manifest import MAX_MANIFEST_SIZE
+from txregistry.proxy import ManifestAnswer
 from txregistry.reference import looksLikeDigest
 from txregistry.web.request import bodyOf, readBody
-from txregistry.web.responses import RepositoryEndpoint, writeBody, writeEmpty
+from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeBody, writeEmpty
 
 
 class ManifestEndpoint(RepositoryEndpoint):
     async def _serve(self, request: Request) -> None:
-        stored = await self.context.registry.manifests(self.name).get(self.reference)
-        headers = {"Docker-Content-Digest": str(stored.digest), "ETag": f'"{stored.digest}"'}
-        writeBody(request, 200, stored.content, stored.mediaType, headers)
+        route = self.route(request)
+        if route is None:
+            stored = await self.context.registry.manifests(self.name).get(self.reference)
+            answer = ManifestAnswer(stored.digest, stored.mediaType, len(stored.content), stored.content)
+        else:
+            assert self.context.proxy is not None
+            answer = await self.context.proxy.manifest(route, self.reference, head=request.method == b"HEAD")
+        headers = {"Docker-Content-Digest": str(answer.digest), "ETag": f'"{answer.digest}"'}
+        if answer.content is None:
+            # A HEAD the upstream answered: nothing was fetched to serve.
+            headers.update({"Content-Type": answer.mediaType, "Content-Length": str(answer.size)})
+            setHeaders(request, headers)
+            request.finish()
+            return
+        writeBody(request, 200, answer.content, answer.mediaType, headers)
 
     get = head = _serve
 

@@ -16,9 +16,10 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
+from txregistry.proxy.sources import Route
 from txregistry.storage import StorageUnavailable
 from txregistry.storage.streams import ConsumerGone
-from txregistry.web.context import Context
+from txregistry.web.context import Context, query
 from txregistry.web.request import BodyTooLarge
 
 log = logger(__name__)
@@ -127,12 +128,22 @@ class Endpoint(Resource):
             request.setHeader("Allow", ", ".join(allowed))
             writeError(request, RegistryError.unsupported(f"method {method} is not allowed here"))
             return NOT_DONE_YET
-        if self.readOnly and method not in _READING:
-            writeError(request, RegistryError.unsupported("the registry is in read-only mode"))
-            return NOT_DONE_YET
+        if method not in _READING:
+            try:
+                self.checkWritable(request)
+            except RegistryError as e:
+                writeError(request, e)
+                return NOT_DONE_YET
         d: Deferred[None] = Deferred.fromCoroutine(handler(request))  # type: ignore[arg-type]
         d.addErrback(self._failed, request)
         return NOT_DONE_YET
+
+    def checkWritable(self, request: Request) -> None:
+        """
+        Raise the error a request that would change something gets.
+        """
+        if self.readOnly:
+            raise RegistryError.unsupported("the registry is in read-only mode")
 
     def _failed(self, failure: Failure, request: Request) -> None:
         if failure.check(ConsumerGone) or gone(request):
@@ -158,3 +169,16 @@ class RepositoryEndpoint(Endpoint):
         self.context = context
         self.name = name
         self.reference = reference
+
+    def checkWritable(self, request: Request) -> None:
+        super().checkWritable(request)
+        if self.context.proxy is not None:
+            self.context.proxy.checkWritable(self.name, query(request, "ns"))
+
+    def route(self, request: Request) -> Route | None:
+        """
+        The upstream this repository is served from, if it is.
+        """
+        if self.context.proxy is None:
+            return None
+        return self.context.proxy.route(self.name, query(request, "ns"))

@@ -1,0 +1,418 @@
+"""
+The pull-through cache: repositories served from an upstream registry,
+kept in the registry's own storage as they are pulled.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urljoin
+
+from twisted.internet import reactor as defaultReactor
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txregistry.config import Proxy
+from txregistry.errors import RegistryError
+from txregistry.logging import logger
+from txregistry.manifest import MAX_MANIFEST_SIZE, Manifest, parseManifest, storedMediaType
+from txregistry.proxy.download import BlobDownload
+from txregistry.proxy.flight import SingleFlight
+from txregistry.proxy.metrics import ProxyMetrics
+from txregistry.proxy.record import PullRecord
+from txregistry.proxy.sources import BlobSource, ManifestAnswer, Route
+from txregistry.proxy.upstream import (
+    MANIFEST_ACCEPT,
+    BodyTooLarge,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamRateLimited,
+    UpstreamRefused,
+    readBody,
+    remoteName,
+)
+from txregistry.reference import Digest, checkTag, looksLikeDigest
+from txregistry.registry import Registry
+from txregistry.storage import IReader, PathNotFound, layout
+
+log = logger(__name__)
+
+#: The most pages of an upstream's tag list followed.
+_MAX_TAG_PAGES = 100
+
+
+@implementer(IReader)
+class _CountingReader:
+    def __init__(self, reader: IReader, metrics: ProxyMetrics) -> None:
+        self._reader = reader
+        self._metrics = metrics
+
+    def read(self, size: int) -> Deferred[bytes]:
+        def count(data: bytes) -> bytes:
+            self._metrics.cacheBytes += len(data)
+            return data
+
+        return self._reader.read(size).addCallback(count)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def asRegistryError(error: UpstreamError, unknown: RegistryError) -> RegistryError:
+    """
+    What a client is told when the upstream cannot give what is not cached.
+    """
+    if isinstance(error, UpstreamNotFound):
+        return unknown
+    if isinstance(error, UpstreamRateLimited):
+        return RegistryError(
+            "TOOMANYREQUESTS",
+            f"{error}; not cached here",
+            headers={"Retry-After": str(error.retryAfter)},
+        )
+    if isinstance(error, UpstreamRefused):
+        # Not 401: the client's credentials are not the ones refused.
+        return RegistryError("UNAUTHORIZED", str(error), status=502)
+    return RegistryError.unavailable(f"{error}; not cached here")
+
+
+class PullThroughCache:
+    """
+    Repositories of upstream registries, cached in C{registry}'s storage.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        config: Proxy,
+        reactor: Any = None,
+        spoolDirectory: str | None = None,
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self.reactor = reactor if reactor is not None else defaultReactor
+        self.spoolDirectory = spoolDirectory
+        self.metrics = ProxyMetrics()
+        self.clients = {
+            u.name: UpstreamClient(u, config.timeout, self.metrics, self.reactor) for u in config.upstreams
+        }
+        self.record = PullRecord(registry.driver, self.reactor.seconds, self._touchEvery)
+        self._downloads: dict[Digest, BlobDownload] = {}
+        self._flights: SingleFlight[Any] = SingleFlight()
+        self._checked: dict[tuple[str, str], float] = {}
+        self._tagLists: dict[str, tuple[float, list[str]]] = {}
+
+    # Which upstream, if any.
+
+    def route(self, name: str, ns: str | None = None) -> Route | None:
+        """
+        The upstream a repository is served from: the named upstream its
+        first component (or the C{ns} query parameter containerd sends)
+        names, else the default upstream; C{None} for a repository of our
+        own.
+        """
+        first, _, rest = name.partition("/")
+        if rest and first in self.clients and first:
+            client = self.clients[first]
+            return Route(client, name, remoteName(client.upstream, rest))
+        if ns and ns in self.clients and ns:
+            client = self.clients[ns]
+            return Route(client, f"{ns}/{name}", remoteName(client.upstream, name))
+        default = self.clients.get("")
+        if default is None:
+            return None
+        return Route(default, name, remoteName(default.upstream, name))
+
+    def ttl(self, name: str) -> float:
+        route = self.route(name)
+        upstream = route.client.upstream if route is not None else self.config.upstreams[0]
+        return upstream.ttl.total_seconds()
+
+    def _touchEvery(self, name: str) -> float:
+        # A pull moves an entry's eviction by at most a tenth of its ttl.
+        return min(self.ttl(name) / 10, 3600.0)
+
+    def checkWritable(self, name: str, ns: str | None = None) -> None:
+        route = self.route(name, ns)
+        if route is not None:
+            raise RegistryError.unsupported(
+                f"repository {name} is a cache of upstream {route.client.label}: "
+                "pushes and deletes are refused"
+            )
+        if not self.config.allowPush:
+            raise RegistryError.unsupported(
+                "this registry is a pull-through cache: pushes are refused "
+                "(proxy.allowpush: true allows them to repositories that no upstream serves)"
+            )
+
+    def _touch(self, name: str, kind: str, digest: Digest, size: int) -> None:
+        d = Deferred.fromCoroutine(self.record.touch(name, kind, digest, size))
+        d.addErrback(lambda f: log.failure("recording a pull of {digest}", f, digest=digest))
+
+    # Manifests.
+
+    async def manifest(self, route: Route, reference: str, head: bool = False) -> ManifestAnswer:
+        if looksLikeDigest(reference):
+            return await self._manifestByDigest(route, Digest.parse(reference))
+        return await self._manifestByTag(route, checkTag(reference), head)
+
+    def _answer(self, route: Route, digest: Digest, content: bytes) -> ManifestAnswer:
+        self._touch(route.name, "manifests", digest, len(content))
+        return ManifestAnswer(digest, storedMediaType(content), len(content), content)
+
+    async def _cached(self, route: Route, reference: str) -> ManifestAnswer | None:
+        try:
+            stored = await self.registry.manifests(route.name).get(reference)
+        except RegistryError as e:
+            if e.code == "MANIFEST_UNKNOWN":
+                return None
+            raise
+        self.metrics.hits["manifest"] += 1
+        return self._answer(route, stored.digest, stored.content)
+
+    async def _manifestByDigest(self, route: Route, digest: Digest) -> ManifestAnswer:
+        cached = await self._cached(route, str(digest))
+        if cached is not None:
+            return cached
+
+        async def fetch() -> ManifestAnswer:
+            content, _ = await self._fetchManifest(route, str(digest), digest)
+            return self._answer(route, digest, content)
+
+        try:
+            answer: ManifestAnswer = await self._flights.run(("manifest", route.name, str(digest)), fetch)
+        except UpstreamError as e:
+            raise asRegistryError(e, RegistryError.manifestUnknown(str(digest))) from None
+        return answer
+
+    async def _fetchManifest(
+        self, route: Route, reference: str, expected: Digest | None
+    ) -> tuple[bytes, Digest]:
+        """
+        Get a manifest from upstream and keep it byte for byte, tagged when
+        fetched by tag.
+        """
+        self.metrics.misses["manifest"] += 1
+        response = await route.client.request(
+            "manifest", "GET", route.remote, f"manifests/{reference}", {"Accept": MANIFEST_ACCEPT}
+        )
+        route.client.check(response, f"manifest {route.remote}:{reference}")
+        try:
+            content = await readBody(response, MAX_MANIFEST_SIZE)
+        except BodyTooLarge:
+            raise RegistryError(
+                "MANIFEST_INVALID", f"upstream {route.client.label} sent a manifest over 4 MiB"
+            ) from None
+        said = response.headers.getRawHeaders(b"docker-content-digest", [b""])[0].decode("latin-1")
+        algorithm = expected.algorithm if expected else "sha256"
+        if said and not expected and Digest.parse(said).algorithm != algorithm:
+            algorithm = Digest.parse(said).algorithm
+        digest = Digest.of(content, algorithm)
+        if (expected is not None and digest != expected) or (said and said != str(digest)):
+            raise RegistryError(
+                "MANIFEST_INVALID",
+                f"upstream {route.client.label} sent a manifest that does not match its digest",
+                {"expected": str(expected or said), "actual": str(digest)},
+                status=502,
+            )
+        manifest: Manifest | None
+        try:
+            manifest = parseManifest(content)
+        except RegistryError:
+            manifest = None
+        tag = None if looksLikeDigest(reference) else reference
+        await self.registry.manifests(route.name).store(digest, content, manifest, tag)
+        if tag is not None:
+            self._checked[route.name, tag] = self.reactor.seconds()
+        return content, digest
+
+    async def _upstreamDigest(self, route: Route, tag: str) -> ManifestAnswer | None:
+        """
+        What the upstream's tag points at now, by C{HEAD} (which Docker Hub
+        does not count as a pull); C{None} if the upstream did not say.
+        """
+        response = await route.client.request(
+            "manifest", "HEAD", route.remote, f"manifests/{tag}", {"Accept": MANIFEST_ACCEPT}
+        )
+        route.client.check(response, f"manifest {route.remote}:{tag}")
+        headers = response.headers
+        said = headers.getRawHeaders(b"docker-content-digest", [b""])[0].decode("latin-1")
+        if not looksLikeDigest(said):
+            return None
+        mediaType = headers.getRawHeaders(b"content-type", [b"application/octet-stream"])[0].decode("latin-1")
+        length = headers.getRawHeaders(b"content-length", [b""])[0]
+        return ManifestAnswer(
+            Digest.parse(said), mediaType.split(";")[0].strip(), int(length) if length.isdigit() else 0, None
+        )
+
+    async def _manifestByTag(self, route: Route, tag: str, head: bool) -> ManifestAnswer:
+        key = (route.name, tag)
+        cached = await self._cached(route, tag)
+        now = self.reactor.seconds()
+        if (
+            cached is not None
+            and now - self._checked.get(key, float("-inf")) < self.config.revalidate.total_seconds()
+        ):
+            return cached
+
+        async def revalidate() -> ManifestAnswer:
+            if cached is not None or head:
+                current = await self._upstreamDigest(route, tag)
+                if current is not None and cached is not None and current.digest == cached.digest:
+                    self._checked[key] = self.reactor.seconds()
+                    return cached
+                if current is not None and head:
+                    return current
+            content, digest = await self._fetchManifest(route, tag, None)
+            return self._answer(route, digest, content)
+
+        try:
+            answer: ManifestAnswer = await self._flights.run(("tag", route.name, tag, head), revalidate)
+        except (UpstreamError, RegistryError) as e:
+            if cached is not None and not isinstance(e, UpstreamNotFound):
+                log.warn("serving {name}:{tag} from the cache: {error}", name=route.name, tag=tag, error=e)
+                return cached
+            if isinstance(e, RegistryError):
+                raise
+            raise asRegistryError(e, RegistryError.manifestUnknown(tag)) from None
+        return answer
+
+    # Blobs.
+
+    async def blob(self, route: Route, digest: Digest, head: bool = False) -> BlobSource:
+        blobs = self.registry.blobs(route.name)
+        size: int | None
+        try:
+            size = await blobs.size(digest)
+        except RegistryError:
+            size = await self._elsewhere(route, digest)
+        if size is not None:
+            self.metrics.hits["blob"] += 1
+            self._touch(route.name, "blobs", digest, size)
+
+            async def open(offset: int) -> IReader:
+                return _CountingReader(await blobs.open(digest, offset), self.metrics)
+
+            return BlobSource(digest, size, open, blobs.redirectURL(digest))
+        download = self._downloads.get(digest)
+        if download is None and head:
+            return await self._headBlob(route, digest)
+        if download is None:
+            try:
+                download = await self._flights.run(("blob", digest), lambda: self._download(route, digest))
+            except UpstreamError as e:
+                raise asRegistryError(e, RegistryError.blobUnknown(digest)) from None
+        download.names.add(route.name)
+        return BlobSource(digest, download.size, lambda offset: succeed(download.reader(offset)))
+
+    async def _elsewhere(self, route: Route, digest: Digest) -> int | None:
+        """
+        The size of a blob that is in the blob store for another repository
+        (or was cached by another instance), linked into this one; C{None}
+        if it is not there.
+        """
+        try:
+            size = (await self.registry.driver.stat(layout.blobData(digest))).size
+        except PathNotFound:
+            return None
+        if digest in self._downloads:
+            return None
+        await self.registry.blobs(route.name).link(digest)
+        return size
+
+    async def _headBlob(self, route: Route, digest: Digest) -> BlobSource:
+        async def ask() -> BlobSource:
+            response = await route.client.request(
+                "blob", "HEAD", route.remote, f"blobs/{digest}", follow=True
+            )
+            route.client.check(response, f"blob {digest}")
+            length = response.headers.getRawHeaders(b"content-length", [b""])[0]
+            return BlobSource(digest, int(length) if length.isdigit() else None)
+
+        try:
+            source: BlobSource = await self._flights.run(("head", digest), ask)
+        except UpstreamError as e:
+            raise asRegistryError(e, RegistryError.blobUnknown(digest)) from None
+        return source
+
+    async def _download(self, route: Route, digest: Digest) -> BlobDownload:
+        self.metrics.misses["blob"] += 1
+        response = await route.client.request("blob", "GET", route.remote, f"blobs/{digest}", follow=True)
+        route.client.check(response, f"blob {digest}")
+        download = BlobDownload(
+            self.registry.driver,
+            route.name,
+            digest,
+            self.reactor,
+            self.config.timeout,
+            self.spoolDirectory,
+            self.metrics,
+        )
+        self._downloads[digest] = download
+
+        def stored(_: object) -> None:
+            del self._downloads[digest]
+            assert download.size is not None
+            for name in download.names:
+                self._touch(name, "blobs", digest, download.size)
+
+        def failed(failure: Failure) -> None:
+            del self._downloads[digest]
+            log.warn("caching blob {digest} failed: {why}", digest=digest, why=failure.getErrorMessage())
+
+        download.done.addCallbacks(stored, failed)
+        await download.start(response)
+        return download
+
+    # Tags.
+
+    async def tags(self, route: Route) -> list[str]:
+        """
+        The upstream's tags for the repository, fetched at most once per
+        revalidation interval; the cached tags when upstream cannot say.
+        """
+        now = self.reactor.seconds()
+        known = self._tagLists.get(route.name)
+        if known is not None and now - known[0] < self.config.revalidate.total_seconds():
+            return known[1]
+        try:
+            tags: list[str] = await self._flights.run(("tags", route.name), lambda: self._fetchTags(route))
+        except UpstreamError as e:
+            try:
+                cached = await self.registry.tags(route.name).all()
+            except RegistryError:
+                raise asRegistryError(e, RegistryError.nameUnknown(route.name)) from None
+            log.warn("serving the tags of {name} from the cache: {error}", name=route.name, error=e)
+            return cached
+        self._tagLists[route.name] = (self.reactor.seconds(), tags)
+        return tags
+
+    async def _fetchTags(self, route: Route) -> list[str]:
+        found: list[str] = []
+        path = "tags/list"
+        for _ in range(_MAX_TAG_PAGES):
+            response = await route.client.request("tags", "GET", route.remote, path)
+            route.client.check(response, f"the tags of {route.remote}")
+            try:
+                document = json.loads(await readBody(response))
+                found.extend(t for t in document.get("tags") or [] if isinstance(t, str))
+            except (ValueError, AttributeError, BodyTooLarge):
+                raise UpstreamNotFound(f"upstream {route.client.label} sent no tag list") from None
+            link = response.headers.getRawHeaders(b"link", [b""])[0].decode("latin-1")
+            if 'rel="next"' not in link:
+                break
+            target = urljoin(
+                f"{route.client.upstream.remoteURL}/v2/{route.remote}/tags/list",
+                link.split(">")[0].strip("<"),
+            )
+            prefix = f"{route.client.upstream.remoteURL}/v2/{route.remote}/"
+            if not target.startswith(prefix):
+                break
+            path = target[len(prefix) :]
+        return sorted(set(found))
+
+    async def close(self) -> None:
+        await DeferredList([client.close() for client in self.clients.values()])

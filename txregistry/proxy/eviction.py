@@ -1,0 +1,157 @@
+"""
+Eviction: cached content that has not been pulled for its upstream's
+C{ttl} is removed, and, past C{proxy.maxsize}, the least recently pulled
+blobs too. Blobs go only when no cached manifest still references them
+(or, for the size cap, when they are the oldest), and never while a
+repository of our own links them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
+
+from txregistry.errors import RegistryError
+from txregistry.logging import logger
+from txregistry.manifest import parseManifest
+from txregistry.proxy.cache import PullThroughCache
+from txregistry.proxy.record import Entry
+from txregistry.reference import Digest
+from txregistry.registry.links import deleteIfPresent, exists, readLink
+from txregistry.storage import PathNotFound, layout
+
+log = logger(__name__)
+
+
+class Eviction:
+    def __init__(self, cache: PullThroughCache) -> None:
+        self.cache = cache
+        self.driver = cache.registry.driver
+        self._holders: Counter[Digest] = Counter()
+
+    async def run(self) -> int:
+        """
+        One pass; the number of blobs and manifests removed.
+        """
+        now = self.cache.reactor.seconds()
+        entries = await self.cache.record.entries()
+        self._holders = Counter(e.digest for e in entries)
+        live: list[Entry] = []
+        removed = 0
+        for entry in entries:
+            if entry.kind == "manifests" and now - entry.pulled > self.cache.ttl(entry.name):
+                await self._removeManifest(entry)
+                removed += 1
+            else:
+                live.append(entry)
+        referenced = await self._referenced([e for e in live if e.kind == "manifests"])
+        blobs: dict[Digest, list[Entry]] = defaultdict(list)
+        for entry in live:
+            if entry.kind == "blobs":
+                blobs[entry.digest].append(entry)
+        for digest, holders in list(blobs.items()):
+            expired = [e for e in holders if now - e.pulled > self.cache.ttl(e.name)]
+            if digest in referenced or not expired:
+                continue
+            for entry in expired:
+                await self._unlinkBlob(entry)
+                holders.remove(entry)
+                removed += 1
+            if not holders:
+                del blobs[digest]
+                await self._deleteContent(digest)
+        removed += await self._cap(blobs)
+        return removed
+
+    async def _cap(self, blobs: dict[Digest, list[Entry]]) -> int:
+        limit = self.cache.config.maxSize
+        if limit is None:
+            return 0
+        total = sum(holders[0].size for holders in blobs.values())
+        removed = 0
+        oldestFirst = sorted(blobs.items(), key=lambda item: max(e.pulled for e in item[1]))
+        for digest, holders in oldestFirst:
+            if total <= limit:
+                break
+            for entry in holders:
+                await self._unlinkBlob(entry)
+                removed += 1
+            await self._deleteContent(digest)
+            total -= holders[0].size
+        return removed
+
+    async def _referenced(self, manifests: list[Entry]) -> set[Digest]:
+        found: set[Digest] = set()
+        for entry in manifests:
+            try:
+                content = await self.driver.getContent(layout.blobData(entry.digest))
+                manifest = parseManifest(content)
+            except (PathNotFound, RegistryError):
+                continue
+            found.update(d.digest for d in manifest.blobs)
+        return found
+
+    async def _removeManifest(self, entry: Entry) -> None:
+        tags = self.cache.registry.tags(entry.name)
+        try:
+            names = await tags.all()
+        except RegistryError:
+            names = []
+        for tag in names:
+            if await readLink(self.driver, layout.tagCurrentLink(entry.name, tag)) == entry.digest:
+                await deleteIfPresent(self.driver, layout.tag(entry.name, tag))
+        await deleteIfPresent(self.driver, layout.revisionLink(entry.name, entry.digest).rsplit("/", 1)[0])
+        if not await self._forget(entry):
+            await self._deleteContent(entry.digest)
+        log.info("evicted manifest {name}@{digest}", name=entry.name, digest=entry.digest)
+
+    async def _unlinkBlob(self, entry: Entry) -> None:
+        await deleteIfPresent(self.driver, layout.layerLink(entry.name, entry.digest).rsplit("/", 1)[0])
+        await self._forget(entry)
+
+    async def _forget(self, entry: Entry) -> int:
+        """
+        Remove an entry; how many others still hold its content.
+        """
+        await self.cache.record.remove(entry)
+        self._holders[entry.digest] -= 1
+        return self._holders[entry.digest]
+
+    async def _deleteContent(self, digest: Digest) -> None:
+        """
+        Remove content from the blob store unless a repository of our own
+        (one no upstream serves) links it.
+        """
+        for name in await self.cache.registry.catalog():
+            if self.cache.route(name) is not None:
+                continue
+            for link in (layout.layerLink(name, digest), layout.revisionLink(name, digest)):
+                if await exists(self.driver, link):
+                    return
+        self.cache.registry.blobSizes.discard(digest)
+        self.cache.registry.manifestCache.discard(digest)
+        await deleteIfPresent(self.driver, layout.blobDirectory(digest))
+        log.info("evicted blob {digest}", digest=digest)
+
+
+class EvictionService(TimerService):
+    """
+    Eviction every C{proxy.evictioninterval}.
+    """
+
+    def __init__(self, cache: PullThroughCache) -> None:
+        self.eviction = Eviction(cache)
+        super().__init__(cache.config.evictionInterval.total_seconds(), self._run)
+        self.clock: Any = cache.reactor
+
+    def _run(self) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self.eviction.run())
+
+        def done(removed: int) -> None:
+            if removed:
+                log.info("eviction removed {count} cached items", count=removed)
+
+        return d.addCallbacks(done, lambda f: log.failure("eviction failed", f))
