@@ -5,12 +5,15 @@ on filesystem storage and on S3.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_twisted
+import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
 
 from tests.helpers import sha256
@@ -80,3 +83,103 @@ async def test_unknown_upstream_content(upstream: Upstream, proxy: Proxy) -> Non
     response = await proxy.client.request("GET", f"/v2/team/none/blobs/{sha256(b'x')}")
     assert (response.code, response.errorCode()) == (404, "BLOB_UNKNOWN")
     await deferLater(reactor, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_tags_are_revalidated_by_head(tmp_path: object, upstream: Upstream) -> None:
+    first, firstDigest = await upstream.client.pushImage("team/app", "latest", [b"one"])
+    root = os.path.join(str(tmp_path), "revalidating")
+    async with proxyRegistry(root, upstream.url, "  revalidate: 0s\n") as proxy:
+        seen = upstream.counting
+        seen.seen.clear()
+        path = "/v2/team/app/manifests/latest"
+        assert (await proxy.client.request("GET", path)).body == first
+        assert (await proxy.client.request("GET", path)).body == first
+        # Docker Hub counts GETs as pulls: the second pull only asked by HEAD.
+        assert (seen.count("GET", path), seen.count("HEAD", path)) == (1, 1)
+
+        second, secondDigest = await upstream.client.pushImage("team/app", "latest", [b"two"])
+        response = await proxy.client.request("GET", path)
+        assert (response.body, response.header("Docker-Content-Digest")) == (second, secondDigest)
+        assert (seen.count("GET", path), seen.count("HEAD", path)) == (2, 2)
+        # The old revision stays cached by digest.
+        response = await proxy.client.request("GET", f"/v2/team/app/manifests/{firstDigest}")
+        assert response.body == first
+
+        # A HEAD of an uncached tag is answered from upstream's HEAD alone.
+        await upstream.client.pushImage("team/app", "other", [b"three"])
+        response = await proxy.client.request("HEAD", "/v2/team/app/manifests/other")
+        assert response.code == 200
+        assert response.header("Docker-Content-Digest") is not None
+        assert seen.count("GET", "/v2/team/app/manifests/other") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_head_of_uncached_blob_fetches_no_body(upstream: Upstream, proxy: Proxy) -> None:
+    layer = os.urandom(50_000)
+    digest = await upstream.client.pushBlob("team/app", layer)
+    upstream.counting.seen.clear()
+    response = await proxy.client.request("HEAD", f"/v2/team/app/blobs/{digest}")
+    assert response.code == 200
+    assert response.header("Content-Length") == str(len(layer))
+    assert upstream.counting.count("GET", f"/v2/team/app/blobs/{digest}") == 0
+    assert upstream.counting.count("HEAD", f"/v2/team/app/blobs/{digest}") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_cached_content_is_served_while_upstream_is_down(upstream: Upstream, tmp_path: object) -> None:
+    layer = os.urandom(100_000)
+    manifest, digest = await upstream.client.pushImage("team/app", "v1", [layer])
+    other = await upstream.client.pushBlob("team/app", b"never pulled")
+    async with proxyRegistry(os.path.join(str(tmp_path), "p"), upstream.url, "  revalidate: 0s\n") as proxy:
+        assert (await proxy.client.request("GET", "/v2/team/app/manifests/v1")).code == 200
+        assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(layer)}")).body == layer
+        await upstream.stop()
+
+        for attempt in range(2):
+            started = reactor.seconds()
+            response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
+            assert (response.code, response.body) == (200, manifest)
+            response = await proxy.client.request("GET", f"/v2/team/app/manifests/{digest}")
+            assert (response.code, response.body) == (200, manifest)
+            response = await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(layer)}")
+            assert (response.code, response.body) == (200, layer)
+            if attempt == 1:
+                # The breaker is open: no waiting for upstream at all.
+                assert reactor.seconds() - started < 0.5
+        response = await proxy.client.request("GET", f"/v2/team/app/blobs/{other}")
+        assert (response.code, response.errorCode()) == (503, "UNAVAILABLE")
+        assert "upstream" in response.json()["errors"][0]["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_pulls_share_one_upstream_fetch(upstream: Upstream, proxy: Proxy) -> None:
+    size = 64 * 1024 * 1024
+    blob = os.urandom(size)
+    digest = await upstream.client.pushBlob("team/big", blob)
+    del blob
+    upstream.counting.seen.clear()
+    firstBytes: list[int] = []
+
+    async def pull() -> str:
+        response = await treq.get(f"{proxy.url}/v2/team/big/blobs/{digest}", agent=proxy.client.agent, unbuffered=True)
+        assert response.code == 200
+        hasher = hashlib.sha256()
+
+        started = False
+
+        def got(data: bytes) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                firstBytes.append(proxy.cache.metrics.upstreamBytes)
+            hasher.update(data)
+
+        await treq.collect(response, got)
+        return "sha256:" + hasher.hexdigest()
+
+    results = await gatherResults([Deferred.fromCoroutine(pull()) for _ in range(20)])
+    assert results == [digest] * 20
+    assert upstream.counting.count("GET", f"/v2/team/big/blobs/{digest}") == 1
+    # Clients had bytes while the upstream was still sending.
+    assert min(firstBytes) < size
