@@ -5,6 +5,8 @@ with the requests it gets counted, and txregistry as the cache in front.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,6 +15,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -136,3 +139,74 @@ def storeRoot(tmp: str, name: str, s3: SeaweedFS | None) -> str:
     import uuid
 
     return f"/tests/{uuid.uuid4()}" if s3 is not None else os.path.join(tmp, name)
+
+
+class _Answer(Resource):
+    isLeaf = True
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        super().__init__()
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(self.status)
+        for key, value in self.headers.items():
+            request.setHeader(key, value)
+        return self.body
+
+
+class TokenGate(Resource):
+    """
+    What the real upstream cannot do itself: demand a Bearer token, issued
+    at C{/token} to C{user} with C{password}, as Docker Hub does.
+    """
+
+    def __init__(self, inner: Any, user: str, password: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.credentials = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.token = "token-" + os.urandom(8).hex()
+        self.issued = 0
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Any:
+        host = request.getHost()
+        if path == b"token":
+            if request.getHeader("authorization") != self.credentials:
+                return _Answer(401, {}, b'{"details": "incorrect username or password"}')
+            self.issued += 1
+            return _Answer(200, {"Content-Type": "application/json"}, json.dumps({"token": self.token, "expires_in": 300}).encode())
+        if request.getHeader("authorization") != f"Bearer {self.token}":
+            realm = f"http://127.0.0.1:{host.port}/token"
+            challenge = f'Bearer realm="{realm}",service="test-registry",scope="repository:team/app:pull"'
+            return _Answer(401, {"WWW-Authenticate": challenge, "Content-Type": "application/json"}, b'{"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}')
+        return self.inner.getChildWithDefault(path, request)
+
+
+class Fixed(Resource):
+    """
+    An upstream that gives every request one answer (a 429, say), or for
+    blob GETs, C{blob} as the content of whatever digest was asked for.
+    """
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None, blob: bytes | None = None) -> None:
+        super().__init__()
+        self.answer = _Answer(status, headers or {})
+        self.blob = blob
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Any:
+        if self.blob is not None and b"/blobs/" in request.path:
+            return _Answer(200, {"Content-Type": "application/octet-stream"}, self.blob)
+        return self.answer
+
+
+@asynccontextmanager
+async def fakeUpstream(root: Resource) -> AsyncIterator[Listening]:
+    site = Site(root)
+    site.protocol = HTTPChannel  # type: ignore[assignment]
+    listening = await listen(site)
+    try:
+        yield listening
+    finally:
+        await listening.stop()

@@ -15,9 +15,10 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
+from twisted.web.client import ResponseFailed
 
 from tests.helpers import sha256
-from tests.proxy import Proxy, Upstream, proxyRegistry, storeRoot, upstreamRegistry
+from tests.proxy import Fixed, Proxy, TokenGate, Upstream, fakeUpstream, proxyRegistry, storeRoot, upstreamRegistry
 from tests.s3server import SeaweedFS
 
 
@@ -183,3 +184,54 @@ async def test_concurrent_pulls_share_one_upstream_fetch(upstream: Upstream, pro
     assert upstream.counting.count("GET", f"/v2/team/big/blobs/{digest}") == 1
     # Clients had bytes while the upstream was still sending.
     assert min(firstBytes) < size
+
+
+@pytest_twisted.ensureDeferred
+async def test_bearer_token_from_realm(tmp_path: object, upstream: Upstream) -> None:
+    manifest, _ = await upstream.client.pushImage("team/app", "v1", [b"layer"])
+    gate = TokenGate(upstream.site.resource, "puller", "s3cret")
+    async with fakeUpstream(gate) as guarded:
+        extra = "  username: puller\n  password: s3cret\n"
+        async with proxyRegistry(os.path.join(str(tmp_path), "p"), guarded.url, extra) as proxy:
+            response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
+            assert (response.code, response.body) == (200, manifest)
+            response = await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(b'layer')}")
+            assert (response.code, response.body) == (200, b"layer")
+            # One token, kept until it expires.
+            assert gate.issued == 1
+
+        extra = "  username: puller\n  password: wrong\n"
+        async with proxyRegistry(os.path.join(str(tmp_path), "q"), guarded.url, extra) as proxy:
+            response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
+            assert (response.code, response.errorCode()) == (502, "UNAUTHORIZED")
+            message = response.json()["errors"][0]["message"]
+            assert "refused the configured credentials" in message and "puller" in message
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limit_is_passed_on_for_uncached_content(tmp_path: object) -> None:
+    async with fakeUpstream(Fixed(429, {"Retry-After": "17"})) as limited:
+        async with proxyRegistry(os.path.join(str(tmp_path), "p"), limited.url) as proxy:
+            response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
+            assert (response.code, response.errorCode()) == (429, "TOOMANYREQUESTS")
+            assert response.header("Retry-After") == "17"
+
+
+@pytest.mark.parametrize("size", [100, 8 * 1024 * 1024])
+@pytest_twisted.ensureDeferred
+async def test_content_that_does_not_match_its_digest_is_not_kept(tmp_path: object, size: int) -> None:
+    wanted = sha256(b"the real content")
+    async with fakeUpstream(Fixed(404, blob=os.urandom(size))) as lying:
+        root = os.path.join(str(tmp_path), "p")
+        async with proxyRegistry(root, lying.url) as proxy:
+            try:
+                response = await proxy.client.request("GET", f"/v2/team/app/blobs/{wanted}")
+            except ResponseFailed:
+                pass  # Cut off before its last byte, when the body was under way.
+            else:
+                assert (response.code, response.errorCode()) == (502, "DIGEST_INVALID")
+            await deferLater(reactor, 0.2)
+            blobs = os.path.join(root, "docker/registry/v2/blobs")
+            assert not os.path.exists(blobs) or not any(files for _, _, files in os.walk(blobs))
+            response = await proxy.client.request("HEAD", f"/v2/team/app/blobs/{wanted}")
+            assert response.code != 200 or response.header("Content-Length") != str(len(b"the real content"))

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from twisted.internet import reactor as defaultReactor
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -18,7 +18,7 @@ from txregistry.config import Proxy
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
 from txregistry.manifest import MAX_MANIFEST_SIZE, Manifest, parseManifest, storedMediaType
-from txregistry.proxy.download import BlobDownload
+from txregistry.proxy.download import BlobDownload, DownloadFailed
 from txregistry.proxy.flight import SingleFlight
 from txregistry.proxy.metrics import ProxyMetrics
 from txregistry.proxy.record import PullRecord
@@ -306,7 +306,18 @@ class PullThroughCache:
             except UpstreamError as e:
                 raise asRegistryError(e, RegistryError.blobUnknown(digest)) from None
         download.names.add(route.name)
-        return BlobSource(digest, download.size, lambda offset: succeed(download.reader(offset)))
+
+        async def tail(offset: int) -> IReader:
+            if download.stored:
+                return await blobs.open(digest, offset)
+            try:
+                return download.reader(offset)
+            except DownloadFailed as e:
+                raise RegistryError(
+                    "DIGEST_INVALID", f"upstream {route.client.label} failed to send the blob: {e}", status=502
+                ) from None
+
+        return BlobSource(digest, download.size, tail)
 
     async def _elsewhere(self, route: Route, digest: Digest) -> int | None:
         """

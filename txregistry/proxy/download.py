@@ -241,11 +241,21 @@ class BlobDownload:
         """
         return self.received if self.verified else max(self.received - 1, 0)
 
+    @property
+    def stored(self) -> bool:
+        """
+        Whether the blob is in storage, to be read from there.
+        """
+        return self._ended and self._failure is None
+
     def reader(self, offset: int = 0) -> IReader:
         """
         A reader of the blob from C{offset}, that waits for bytes still to
-        come.
+        come. Not once the download is L{stored}: its spool is gone.
         """
+        if self._failure is not None:
+            self._failure.raiseException()
+        assert not self.stored
         self._readers += 1
         return _SpoolReader(self, offset)
 
@@ -275,13 +285,13 @@ class _SpoolReader:
 
     def read(self, size: int) -> Deferred[bytes]:
         download = self._download
+        if download._failure is not None:
+            return fail(download._failure)
         available = download.available()
         if self._offset < available:
             data = download._pread(min(size, available - self._offset), self._offset)
             self._offset += len(data)
             return succeed(data)
-        if download._failure is not None:
-            return fail(download._failure)
         if download.verified:
             return succeed(b"")
         return download._more().addCallback(lambda _: self.read(size))
