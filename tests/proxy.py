@@ -176,11 +176,19 @@ class TokenGate(Resource):
             if request.getHeader("authorization") != self.credentials:
                 return _Answer(401, {}, b'{"details": "incorrect username or password"}')
             self.issued += 1
-            return _Answer(200, {"Content-Type": "application/json"}, json.dumps({"token": self.token, "expires_in": 300}).encode())
+            return _Answer(
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps({"token": self.token, "expires_in": 300}).encode(),
+            )
         if request.getHeader("authorization") != f"Bearer {self.token}":
             realm = f"http://127.0.0.1:{host.port}/token"
             challenge = f'Bearer realm="{realm}",service="test-registry",scope="repository:team/app:pull"'
-            return _Answer(401, {"WWW-Authenticate": challenge, "Content-Type": "application/json"}, b'{"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}')
+            return _Answer(
+                401,
+                {"WWW-Authenticate": challenge, "Content-Type": "application/json"},
+                b'{"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}',
+            )
         return self.inner.getChildWithDefault(path, request)
 
 

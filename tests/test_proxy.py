@@ -18,8 +18,18 @@ from twisted.internet.task import deferLater
 from twisted.web.client import ResponseFailed
 
 from tests.helpers import sha256
-from tests.proxy import Fixed, Proxy, TokenGate, Upstream, fakeUpstream, proxyRegistry, storeRoot, upstreamRegistry
+from tests.proxy import (
+    Fixed,
+    Proxy,
+    TokenGate,
+    Upstream,
+    fakeUpstream,
+    proxyRegistry,
+    storeRoot,
+    upstreamRegistry,
+)
 from tests.s3server import SeaweedFS
+from txregistry.proxy import Eviction
 
 
 @pytest.fixture(params=["filesystem", "s3"])
@@ -163,7 +173,9 @@ async def test_concurrent_pulls_share_one_upstream_fetch(upstream: Upstream, pro
     firstBytes: list[int] = []
 
     async def pull() -> str:
-        response = await treq.get(f"{proxy.url}/v2/team/big/blobs/{digest}", agent=proxy.client.agent, unbuffered=True)
+        response = await treq.get(
+            f"{proxy.url}/v2/team/big/blobs/{digest}", agent=proxy.client.agent, unbuffered=True
+        )
         assert response.code == 200
         hasher = hashlib.sha256()
 
@@ -235,3 +247,105 @@ async def test_content_that_does_not_match_its_digest_is_not_kept(tmp_path: obje
             assert not os.path.exists(blobs) or not any(files for _, _, files in os.walk(blobs))
             response = await proxy.client.request("HEAD", f"/v2/team/app/blobs/{wanted}")
             assert response.code != 200 or response.header("Content-Length") != str(len(b"the real content"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_pushes_are_refused_unless_allowed_for_own_repositories(
+    tmp_path: object, upstream: Upstream
+) -> None:
+    async with proxyRegistry(os.path.join(str(tmp_path), "p"), upstream.url) as proxy:
+        response = await proxy.client.request("POST", "/v2/team/app/blobs/uploads/")
+        assert (response.code, response.errorCode()) == (405, "UNSUPPORTED")
+        assert "team/app is a cache of upstream" in response.json()["errors"][0]["message"]
+
+    other = os.path.join(str(tmp_path), "other")
+    async with upstreamRegistry(other) as second:
+        manifest, _ = await second.client.pushImage("team/app", "v2", [b"from the second"])
+        config = (
+            "proxy:\n  allowpush: true\n  upstreams:\n"
+            f"    - name: second.example\n      remoteurl: {second.url}\n"
+        )
+        async with proxyRegistry(os.path.join(str(tmp_path), "q"), "", config=config) as proxy:
+            # Its own repositories take pushes...
+            mine, mineDigest = await proxy.client.pushImage("mine/app", "v1", [b"private"])
+            response = await proxy.client.request("GET", "/v2/mine/app/manifests/v1")
+            assert (response.code, response.body) == (200, mine)
+            # ...the upstream's do not.
+            response = await proxy.client.request("POST", "/v2/second.example/team/app/blobs/uploads/")
+            assert (response.code, response.errorCode()) == (405, "UNSUPPORTED")
+            # The upstream's, by name prefix or by containerd's ns parameter.
+            for path in (
+                "/v2/second.example/team/app/manifests/v2",
+                "/v2/team/app/manifests/v2?ns=second.example",
+            ):
+                response = await proxy.client.request("GET", path)
+                assert (response.code, response.body) == (200, manifest)
+            assert second.counting.count("GET", "/v2/team/app/manifests/v2") == 1
+            response = await proxy.client.request("GET", "/v2/_catalog")
+            assert response.json()["repositories"] == ["mine/app", "second.example/team/app"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_tags_come_from_upstream_or_the_cache(upstream: Upstream, tmp_path: object) -> None:
+    for tag in ("a", "b", "c"):
+        await upstream.client.pushImage("team/app", tag, [tag.encode()])
+    async with proxyRegistry(os.path.join(str(tmp_path), "p"), upstream.url, "  revalidate: 0s\n") as proxy:
+        response = await proxy.client.request("GET", "/v2/team/app/tags/list?n=2")
+        assert response.json() == {"name": "team/app", "tags": ["a", "b"]}
+        assert (await proxy.client.request("GET", "/v2/team/app/manifests/c")).code == 200
+        await upstream.stop()
+        response = await proxy.client.request("GET", "/v2/team/app/tags/list")
+        assert response.json() == {"name": "team/app", "tags": ["c"]}
+        response = await proxy.client.request("GET", "/v2/team/never/tags/list")
+        assert (response.code, response.errorCode()) == (503, "UNAVAILABLE")
+
+
+async def sleep(seconds: float) -> None:
+    await deferLater(reactor, seconds)
+
+
+@pytest_twisted.ensureDeferred
+async def test_eviction_after_ttl_keeps_what_cached_manifests_reference(
+    upstream: Upstream, proxyStorage: SeaweedFS | None, tmp_path: object
+) -> None:
+    shared, only = os.urandom(1000), os.urandom(1000)
+    _, keptDigest = await upstream.client.pushImage("team/kept", "v1", [shared])
+    await upstream.client.pushImage("team/gone", "v1", [only])
+    root = storeRoot(str(tmp_path), "p", proxyStorage)
+    async with proxyRegistry(root, upstream.url, "  ttl: 1s\n", s3=proxyStorage) as proxy:
+        for name, layer in (("team/kept", shared), ("team/gone", only)):
+            assert (await proxy.client.request("GET", f"/v2/{name}/manifests/v1")).code == 200
+            assert (await proxy.client.request("GET", f"/v2/{name}/blobs/{sha256(layer)}")).code == 200
+        await sleep(1.5)
+        # Pulled again: the manifest stays, and so does the layer it uses.
+        assert (await proxy.client.request("GET", f"/v2/team/kept/manifests/{keptDigest}")).code == 200
+        await sleep(0.2)
+        removed = await Eviction(proxy.cache).run()
+        assert removed == 2
+        await upstream.stop()
+        assert (await proxy.client.request("GET", f"/v2/team/kept/manifests/{keptDigest}")).code == 200
+        response = await proxy.client.request("GET", f"/v2/team/kept/blobs/{sha256(shared)}")
+        assert (response.code, response.body) == (200, shared)
+        response = await proxy.client.request("GET", f"/v2/team/gone/blobs/{sha256(only)}")
+        assert response.code == 503
+        response = await proxy.client.request("GET", "/v2/team/gone/manifests/v1")
+        assert response.code == 503
+
+
+@pytest_twisted.ensureDeferred
+async def test_maxsize_evicts_the_least_recently_pulled(upstream: Upstream, tmp_path: object) -> None:
+    old, new = os.urandom(100_000), os.urandom(100_000)
+    for blob in (old, new):
+        await upstream.client.pushBlob("team/app", blob)
+    root = os.path.join(str(tmp_path), "p")
+    async with proxyRegistry(root, upstream.url, "  maxsize: 150000\n") as proxy:
+        assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(old)}")).code == 200
+        await sleep(0.1)
+        assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(new)}")).code == 200
+        await sleep(0.1)
+        assert await Eviction(proxy.cache).run() == 1
+        upstream.counting.seen.clear()
+        assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(new)}")).body == new
+        assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(old)}")).body == old
+        assert upstream.counting.count("GET", f"/v2/team/app/blobs/{sha256(old)}") == 1
+        assert upstream.counting.count("GET", f"/v2/team/app/blobs/{sha256(new)}") == 0

@@ -314,7 +314,9 @@ class PullThroughCache:
                 return download.reader(offset)
             except DownloadFailed as e:
                 raise RegistryError(
-                    "DIGEST_INVALID", f"upstream {route.client.label} failed to send the blob: {e}", status=502
+                    "DIGEST_INVALID",
+                    f"upstream {route.client.label} failed to send the blob: {e}",
+                    status=502,
                 ) from None
 
         return BlobSource(digest, download.size, tail)
