@@ -93,10 +93,13 @@ def pushInChunks(port: int, blob: Pattern, chunkSize: int, name: str = "big") ->
     assert response.status == 201, body
 
 
-def slowPull(port: int, path: str, readSize: int, pause: float) -> tuple[int, str]:
+def slowPull(
+    port: int, path: str, readSize: int, pause: float, slowBytes: int | None = None
+) -> tuple[int, str]:
     """
     GET a blob through a socket with a small receive buffer, reading a
-    little at a time with pauses: the server must wait for us, not buffer.
+    little at a time with pauses (for the first C{slowBytes}, if given):
+    the server must wait for us, not buffer.
     """
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
@@ -113,7 +116,8 @@ def slowPull(port: int, path: str, readSize: int, pause: float) -> tuple[int, st
             break
         hasher.update(data)
         total += len(data)
-        time.sleep(pause)
+        if slowBytes is None or total < slowBytes:
+            time.sleep(pause)
     sock.close()
     return total, "sha256:" + hasher.hexdigest()
 

@@ -1,0 +1,198 @@
+"""
+Real clients through the pull-through cache: skopeo with a mirror in its
+registries.conf, and a Docker daemon with C{--registry-mirror}, pulling
+images that exist only on a loopback upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.bigblobs import MiB, Pattern, RSSSampler, pushInChunks, slowPull
+from tests.helpers import RegistryProcess, SyncClient
+from tests.test_skopeo import SKOPEO, makeLayout, skopeo
+
+pytestmark = pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed (apt-get install skopeo)")
+DOCKERD = shutil.which("dockerd")
+DOCKER = shutil.which("docker")
+
+
+def mirrorConfig(directory: str, upstream: RegistryProcess) -> str:
+    path = os.path.join(directory, "mirror.yml")
+    with open(path, "w") as f:
+        # The storage root is overridden by --root.
+        f.write("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: unused\n")
+        f.write(f"proxy:\n  remoteurl: {upstream.base}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def registries(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RegistryProcess, RegistryProcess, dict]]:
+    """
+    An upstream holding C{team/app:v1} and C{library/hello:latest}, and a
+    cache of it.
+    """
+    directory = str(tmp_path_factory.mktemp("mirror"))
+    upstream = RegistryProcess(os.path.join(directory, "upstream"))
+    upstream.start()
+    layout = os.path.join(directory, "layout")
+    manifest = makeLayout(layout, "v1")
+    for image in ("team/app:v1", "library/hello:latest"):
+        skopeo(
+            "copy",
+            "--dest-tls-verify=false",
+            f"oci:{layout}:v1",
+            f"docker://127.0.0.1:{upstream.port}/{image}",
+        )
+    proxy = RegistryProcess(os.path.join(directory, "proxy"), config=mirrorConfig(directory, upstream))
+    proxy.start()
+    yield upstream, proxy, manifest
+    proxy.stop()
+    upstream.stop()
+
+
+def test_skopeo_pulls_through_a_mirror(
+    registries: tuple[RegistryProcess, RegistryProcess, dict], tmp_path: object
+) -> None:
+    _, proxy, manifest = registries
+    conf = os.path.join(str(tmp_path), "registries.conf")
+    with open(conf, "w") as f:
+        # A registry name that cannot resolve: every byte comes from the mirror.
+        f.write(
+            '[[registry]]\nprefix = "registry.invalid"\nlocation = "registry.invalid"\n'
+            f'[[registry.mirror]]\nlocation = "127.0.0.1:{proxy.port}"\ninsecure = true\n'
+        )
+    target = os.path.join(str(tmp_path), "copied")
+    skopeo("--registries-conf", conf, "copy", "docker://registry.invalid/team/app:v1", f"oci:{target}:v1")
+    for descriptor in manifest["layers"]:
+        assert os.path.exists(os.path.join(target, "blobs/sha256", descriptor["digest"].split(":")[1]))
+    catalog = json.loads(SyncClient(proxy.port).request("GET", "/v2/_catalog").body)
+    assert "team/app" in catalog["repositories"]
+
+
+class Dockerd:
+    """
+    A Docker daemon of our own: private directories and socket, no
+    networking of its own, pulling Docker Hub images through C{mirror}.
+    """
+
+    def __init__(self, directory: str, mirror: str) -> None:
+        self.directory = directory
+        self.socket = os.path.join(directory, "docker.sock")
+        self.log = open(os.path.join(directory, "dockerd.log"), "wb")
+        assert DOCKERD is not None
+        self.process = subprocess.Popen(
+            [
+                DOCKERD,
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+                f"--data-root={directory}/data",
+                f"--exec-root={directory}/exec",
+                f"--pidfile={directory}/dockerd.pid",
+                f"--host=unix://{self.socket}",
+                f"--registry-mirror={mirror}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def docker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        assert DOCKER is not None
+        return subprocess.run(
+            [DOCKER, "--host", f"unix://{self.socket}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ready(self, timeout: float = 60) -> str | None:
+        """
+        C{None} once the daemon answers; why not, if it cannot start.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                with open(self.log.name, errors="replace") as f:
+                    return f"dockerd exited with {self.process.returncode}: {f.read()[-500:]}"
+            if os.path.exists(self.socket) and self.docker("version", timeout=10).returncode == 0:
+                return None
+            time.sleep(0.5)
+        return "dockerd did not answer within a minute"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.log.close()
+
+
+@pytest.mark.skipif(
+    DOCKERD is None or DOCKER is None, reason="dockerd is not installed (apt-get install docker.io)"
+)
+def test_docker_pulls_through_the_mirror(
+    registries: tuple[RegistryProcess, RegistryProcess, dict], tmp_path: object
+) -> None:
+    _, proxy, manifest = registries
+    daemon = Dockerd(str(tmp_path), f"http://127.0.0.1:{proxy.port}")
+    try:
+        why = daemon.ready()
+        if why is not None:
+            pytest.skip(f"dockerd cannot run here: {why}")
+        # Both exist only on the loopback upstream: Docker Hub is not reached.
+        for image in ("hello", "team/app:v1"):
+            result = daemon.docker("pull", image)
+            assert result.returncode == 0, result.stderr
+        result = daemon.docker("image", "inspect", "team/app:v1")
+        assert result.returncode == 0
+        assert json.loads(result.stdout)[0]["RootFS"]["Layers"]
+    finally:
+        daemon.stop()
+    catalog = json.loads(SyncClient(proxy.port).request("GET", "/v2/_catalog").body)
+    assert {"library/hello", "team/app"} <= set(catalog["repositories"])
+    assert len(manifest["layers"]) == 2
+
+
+def test_slow_client_pulls_uncached_blob_in_bounded_memory(tmp_path: object) -> None:
+    """
+    A 256 MiB blob, not cached yet, read at 1 MiB/s: the upstream's bytes
+    wait on disk, not in memory, and the client still gets every byte.
+    """
+    directory = str(tmp_path)
+    upstream = RegistryProcess(os.path.join(directory, "upstream"))
+    upstream.start()
+    proxy = RegistryProcess(os.path.join(directory, "proxy"), config=mirrorConfig(directory, upstream))
+    proxy.start()
+    try:
+        blob = Pattern(256 * MiB)
+        pushInChunks(upstream.port, blob, 64 * MiB)
+        time.sleep(0.5)
+        idle = proxy.rss()
+        sampler = RSSSampler(proxy)
+        sampler.start()
+        try:
+            # 1 MiB/s for 20 s, meanwhile the whole blob arrives from upstream;
+            # then the rest as fast as it comes.
+            total, digest = slowPull(proxy.port, f"/v2/big/blobs/{blob.digest}", 64 * 1024, 1 / 16, 20 * MiB)
+        finally:
+            peak = sampler.stop()
+        assert (total, digest) == (blob.size, blob.digest)
+        print(f"proxy: idle RSS {idle / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB")
+        assert peak - idle < 64 * MiB
+    finally:
+        proxy.stop()
+        upstream.stop()
