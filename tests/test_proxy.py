@@ -349,3 +349,23 @@ async def test_maxsize_evicts_the_least_recently_pulled(upstream: Upstream, tmp_
         assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(old)}")).body == old
         assert upstream.counting.count("GET", f"/v2/team/app/blobs/{sha256(old)}") == 1
         assert upstream.counting.count("GET", f"/v2/team/app/blobs/{sha256(new)}") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_proxies_on_one_bucket_share_the_cache(upstream: Upstream, seaweedfs: SeaweedFS) -> None:
+    layer = os.urandom(2_000_000)
+    digest = await upstream.client.pushBlob("team/app", layer)
+    root = storeRoot("", "", seaweedfs)
+    async with proxyRegistry(root, upstream.url, s3=seaweedfs) as first:
+        async with proxyRegistry(root, upstream.url, s3=seaweedfs) as second:
+            assert (await first.client.request("GET", f"/v2/team/app/blobs/{digest}")).body == layer
+            # Stored once verified, just after the last byte went out.
+            for _ in range(100):
+                if await first.cache.record.entries():
+                    break
+                await sleep(0.05)
+            upstream.counting.seen.clear()
+            response = await second.client.request("GET", f"/v2/team/app/blobs/{digest}")
+            assert (response.code, response.body) == (200, layer)
+            assert sum(upstream.counting.seen.values()) == 0
+            assert second.cache.metrics.hits["blob"] == 1
