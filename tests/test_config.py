@@ -323,3 +323,85 @@ def test_port_in_use_stops_start_up_with_one_line(command: list[str], tmp_path: 
     output = result.stdout + result.stderr
     assert f"txregistry: cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use\n" in output
     assert "Traceback" not in output
+
+
+PROXY = """\
+version: 0.1
+storage:
+  inmemory:
+proxy:
+  remoteurl: https://registry-1.docker.io
+  username: me
+  password: secret
+  ttl: 24h
+  maxsize: 50GiB
+  upstreams:
+    - name: ghcr.io
+      remoteurl: https://ghcr.io/
+      ttl: 1h
+"""
+
+
+def test_proxy_section() -> None:
+    config = parseConfig(PROXY, environ={})
+    assert config.warnings == ()
+    proxy = config.proxy
+    assert proxy is not None
+    assert proxy.default is not None
+    assert (proxy.default.remoteURL, proxy.default.username, proxy.default.password) == (
+        "https://registry-1.docker.io",
+        "me",
+        "secret",
+    )
+    assert proxy.default.ttl == timedelta(hours=24)
+    ghcr = proxy.named("ghcr.io")
+    assert ghcr is not None and ghcr.remoteURL == "https://ghcr.io" and ghcr.ttl == timedelta(hours=1)
+    assert proxy.maxSize == 50 * 1024**3
+    assert (proxy.revalidate, proxy.allowPush) == (timedelta(seconds=60), False)
+    assert parseConfig("version: 0.1\nstorage: {inmemory: {}}\n", environ={}).proxy is None
+
+
+def test_proxy_from_the_environment() -> None:
+    config = parseConfig(
+        "version: 0.1\nstorage: {inmemory: {}}\n",
+        environ={
+            "REGISTRY_PROXY_REMOTEURL": "http://127.0.0.1:5001",
+            "REGISTRY_PROXY_TTL": "2h",
+            "REGISTRY_PROXY_ALLOWPUSH": "true",
+        },
+    )
+    assert config.proxy is not None and config.proxy.default is not None
+    assert config.proxy.default.ttl == timedelta(hours=2)
+    assert config.proxy.allowPush
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("proxy:\n  ttl: 1h\n", "proxy.remoteurl: a proxy needs an upstream"),
+        ("proxy:\n  remoteurl: registry-1.docker.io\n", "proxy.remoteurl: expected a registry's URL"),
+        ("proxy:\n  remoteurl: https://ghcr.io/v2/x\n", "proxy.remoteurl: expected a registry's URL"),
+        ("proxy:\n  remoteurl: https://a.io\n  username: me\n", "give both username and password"),
+        ("proxy:\n  remoteurl: https://a.io\n  ttl: soon\n", "proxy.ttl:"),
+        ("proxy:\n  remoteurl: https://a.io\n  maxsize: lots\n", "proxy.maxsize: expected a size"),
+        (
+            "proxy:\n  upstreams:\n    - name: Bad/Name\n      remoteurl: https://a.io\n",
+            "proxy.upstreams[0].name",
+        ),
+        ("proxy:\n  upstreams:\n    - name: a.io\n", "proxy.upstreams[0].remoteurl: the upstream"),
+        (
+            "proxy:\n  upstreams:\n    - {name: a.io, remoteurl: 'https://a.io'}\n"
+            "    - {name: a.io, remoteurl: 'https://b.io'}\n",
+            "proxy.upstreams[1].name: 'a.io' names two upstreams",
+        ),
+        (
+            "proxy:\n  upstreams:\n    - {name: a.io, remote: 'https://a.io'}\n",
+            "proxy.upstreams[0].remote: unknown",
+        ),
+        ("proxy:\n  remoteurl: https://a.io\n  evictioninterval: 0s\n", "proxy.evictioninterval: must be"),
+    ],
+)
+def test_bad_proxy_sections(section: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parseConfig("version: 0.1\nstorage: {inmemory: {}}\n" + section, environ={})
+    assert message in str(raised.value)

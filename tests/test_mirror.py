@@ -6,18 +6,23 @@ images that exist only on a loopback upstream.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+import txregistry
 from tests.bigblobs import MiB, Pattern, RSSSampler, pushInChunks, slowPull
 from tests.helpers import RegistryProcess, SyncClient
+from tests.s3server import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
 from tests.test_skopeo import SKOPEO, makeLayout, skopeo
+from txregistry.manifest import OCI_MANIFEST
 
 pytestmark = pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed (apt-get install skopeo)")
 DOCKERD = shutil.which("dockerd")
@@ -196,3 +201,69 @@ def test_slow_client_pulls_uncached_blob_in_bounded_memory(tmp_path: object) -> 
     finally:
         proxy.stop()
         upstream.stop()
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def test_example_mirror_config_runs(
+    registries: tuple[RegistryProcess, RegistryProcess, dict], seaweedfs: SeaweedFS, tmp_path: object
+) -> None:
+    """
+    examples/mirror.yml as shipped, pointed by environment variables alone
+    at the test's S3 server and at the loopback upstream.
+    """
+    upstream, _, manifest = registries
+    example = os.path.join(EXAMPLES, "mirror.yml")
+    assert txregistry.loadConfig(example, environ={}).warnings == ()
+    env = {
+        "REGISTRY_STORAGE_S3_REGIONENDPOINT": seaweedfs.endpoint,
+        "REGISTRY_STORAGE_S3_ACCESSKEY": ACCESS_KEY,
+        "REGISTRY_STORAGE_S3_SECRETKEY": SECRET_KEY,
+        "REGISTRY_STORAGE_S3_BUCKET": BUCKET,
+        "REGISTRY_STORAGE_S3_ROOTDIRECTORY": f"/mirror/{uuid.uuid4()}",
+        "REGISTRY_PROXY_REMOTEURL": upstream.base,
+    }
+    process = RegistryProcess(os.path.join(str(tmp_path), "logs"), example, env, overrideRoot=False)
+    process.start()
+    try:
+        client = SyncClient(process.port)
+        response = client.request("GET", "/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        assert json.loads(response.body) == manifest
+        for descriptor in manifest["layers"]:
+            response = client.request("GET", f"/v2/team/app/blobs/{descriptor['digest']}")
+            assert hashlib.sha256(response.body).hexdigest() == descriptor["digest"].split(":")[1]
+        refused = client.request("POST", "/v2/team/app/blobs/uploads/")
+        assert refused.status == 405
+    finally:
+        process.stop()
+
+
+def test_example_multi_upstream_config_runs(
+    registries: tuple[RegistryProcess, RegistryProcess, dict], tmp_path: object
+) -> None:
+    upstream, _, manifest = registries
+    example = os.path.join(EXAMPLES, "multi-upstream.yml")
+    config = txregistry.loadConfig(example, environ={})
+    assert config.warnings == ()
+    assert config.proxy is not None and [u.name for u in config.proxy.upstreams] == [
+        "docker.io",
+        "ghcr.io",
+        "quay.io",
+        "registry.k8s.io",
+    ]
+    # The upstreams, all on loopback: the file's own list, with its URLs swapped.
+    upstreams = [{"name": u.name, "remoteurl": upstream.base} for u in config.proxy.upstreams]
+    env = {"REGISTRY_PROXY_UPSTREAMS": json.dumps(upstreams)}
+    process = RegistryProcess(os.path.join(str(tmp_path), "cache"), example, env)
+    process.start()
+    try:
+        client = SyncClient(process.port)
+        for path in ("/v2/team/app/manifests/v1?ns=docker.io", "/v2/ghcr.io/team/app/manifests/v1"):
+            response = client.request("GET", path, headers={"Accept": OCI_MANIFEST})
+            assert (response.status, json.loads(response.body)) == (200, manifest)
+        # Not an upstream's: the registry's own, which takes pushes.
+        pushed, _, _ = client.pushImage("own/app", "v1", [b"private layer"])
+        assert client.request("GET", "/v2/own/app/manifests/v1").body == pushed
+    finally:
+        process.stop()
