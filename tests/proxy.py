@@ -17,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 import txregistry
 from tests.conftest import configFor
@@ -218,3 +218,30 @@ async def fakeUpstream(root: Resource) -> AsyncIterator[Listening]:
         yield listening
     finally:
         await listening.stop()
+
+
+class Faltering(Resource):
+    """
+    An upstream that fails mid-way: for blob GETs it promises C{size}
+    bytes, sends C{sent} of them, then (C{how}) drops the connection or
+    falls silent; everything else it never answers at all.
+    """
+
+    isLeaf = True
+
+    def __init__(self, size: int, sent: int, how: str) -> None:
+        super().__init__()
+        self.size = size
+        self.sent = sent
+        self.how = how
+        self.requests = 0
+
+    def render(self, request: Request) -> Any:
+        self.requests += 1
+        if b"/blobs/" not in request.path:
+            return NOT_DONE_YET
+        request.setHeader("Content-Length", str(self.size))
+        request.write(os.urandom(self.sent))
+        if self.how == "drop":
+            reactor.callLater(0.1, request.channel.transport.abortConnection)
+        return NOT_DONE_YET

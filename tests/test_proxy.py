@@ -19,6 +19,7 @@ from twisted.web.client import ResponseFailed
 
 from tests.helpers import sha256
 from tests.proxy import (
+    Faltering,
     Fixed,
     Proxy,
     TokenGate,
@@ -369,3 +370,45 @@ async def test_two_proxies_on_one_bucket_share_the_cache(upstream: Upstream, sea
             assert (response.code, response.body) == (200, layer)
             assert sum(upstream.counting.seen.values()) == 0
             assert second.cache.metrics.hits["blob"] == 1
+
+
+@pytest.mark.parametrize("how", ["drop", "stall"])
+@pytest_twisted.ensureDeferred
+async def test_upstream_failing_mid_blob(tmp_path: object, how: str) -> None:
+    """
+    A client of a download that breaks off (or stalls past the timeout)
+    is cut off too, and nothing is kept: the next request starts again.
+    """
+    size = 4 * 1024 * 1024
+    faltering = Faltering(size, 1024 * 1024, how)
+    digest = sha256(b"whatever it was")
+    async with fakeUpstream(faltering) as upstream:
+        root = os.path.join(str(tmp_path), "p")
+        async with proxyRegistry(root, upstream.url, "  timeout: 1s\n") as proxy:
+            for attempt in (1, 2):
+                response = await treq.get(f"{proxy.url}/v2/team/app/blobs/{digest}", agent=proxy.client.agent)
+                assert response.code == 200
+                assert response.length == size
+                with pytest.raises(ResponseFailed):
+                    await treq.content(response)
+                assert faltering.requests == attempt
+            await sleep(0.2)
+            blobs = os.path.join(root, "docker/registry/v2/blobs")
+            assert not os.path.exists(blobs)
+            uploads = os.path.join(root, "docker/registry/v2/repositories/team/app/_uploads")
+            assert not os.path.exists(uploads) or os.listdir(uploads) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upstream_that_never_answers_is_not_waited_for_twice(tmp_path: object) -> None:
+    async with fakeUpstream(Faltering(0, 0, "stall")) as upstream:
+        async with proxyRegistry(os.path.join(str(tmp_path), "p"), upstream.url, "  timeout: 1s\n") as proxy:
+            started = reactor.seconds()
+            response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
+            assert (response.code, response.errorCode()) == (503, "UNAVAILABLE")
+            assert reactor.seconds() - started >= 1
+            started = reactor.seconds()
+            response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
+            assert (response.code, response.errorCode()) == (503, "UNAVAILABLE")
+            assert reactor.seconds() - started < 0.5
+            assert "trying again in" in response.json()["errors"][0]["message"]
