@@ -98,10 +98,12 @@ async def test_unknown_upstream_content(upstream: Upstream, proxy: Proxy) -> Non
 
 
 @pytest_twisted.ensureDeferred
-async def test_tags_are_revalidated_by_head(tmp_path: object, upstream: Upstream) -> None:
+async def test_tags_are_revalidated_by_head(
+    proxyStorage: SeaweedFS | None, tmp_path: object, upstream: Upstream
+) -> None:
     first, firstDigest = await upstream.client.pushImage("team/app", "latest", [b"one"])
-    root = os.path.join(str(tmp_path), "revalidating")
-    async with proxyRegistry(root, upstream.url, "  revalidate: 0s\n") as proxy:
+    root = storeRoot(str(tmp_path), "revalidating", proxyStorage)
+    async with proxyRegistry(root, upstream.url, "  revalidate: 0s\n", s3=proxyStorage) as proxy:
         seen = upstream.counting
         seen.seen.clear()
         path = "/v2/team/app/manifests/latest"
@@ -139,11 +141,15 @@ async def test_head_of_uncached_blob_fetches_no_body(upstream: Upstream, proxy: 
 
 
 @pytest_twisted.ensureDeferred
-async def test_cached_content_is_served_while_upstream_is_down(upstream: Upstream, tmp_path: object) -> None:
+async def test_cached_content_is_served_while_upstream_is_down(
+    proxyStorage: SeaweedFS | None, upstream: Upstream, tmp_path: object
+) -> None:
     layer = os.urandom(100_000)
     manifest, digest = await upstream.client.pushImage("team/app", "v1", [layer])
     other = await upstream.client.pushBlob("team/app", b"never pulled")
-    async with proxyRegistry(os.path.join(str(tmp_path), "p"), upstream.url, "  revalidate: 0s\n") as proxy:
+    async with proxyRegistry(
+        storeRoot(str(tmp_path), "p", proxyStorage), upstream.url, "  revalidate: 0s\n", s3=proxyStorage
+    ) as proxy:
         assert (await proxy.client.request("GET", "/v2/team/app/manifests/v1")).code == 200
         assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(layer)}")).body == layer
         await upstream.stop()
@@ -200,12 +206,16 @@ async def test_concurrent_pulls_share_one_upstream_fetch(upstream: Upstream, pro
 
 
 @pytest_twisted.ensureDeferred
-async def test_bearer_token_from_realm(tmp_path: object, upstream: Upstream) -> None:
+async def test_bearer_token_from_realm(
+    proxyStorage: SeaweedFS | None, tmp_path: object, upstream: Upstream
+) -> None:
     manifest, _ = await upstream.client.pushImage("team/app", "v1", [b"layer"])
     gate = TokenGate(upstream.site.resource, "puller", "s3cret")
     async with fakeUpstream(gate) as guarded:
         extra = "  username: puller\n  password: s3cret\n"
-        async with proxyRegistry(os.path.join(str(tmp_path), "p"), guarded.url, extra) as proxy:
+        async with proxyRegistry(
+            storeRoot(str(tmp_path), "p", proxyStorage), guarded.url, extra, s3=proxyStorage
+        ) as proxy:
             response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
             assert (response.code, response.body) == (200, manifest)
             response = await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(b'layer')}")
@@ -214,7 +224,9 @@ async def test_bearer_token_from_realm(tmp_path: object, upstream: Upstream) -> 
             assert gate.issued == 1
 
         extra = "  username: puller\n  password: wrong\n"
-        async with proxyRegistry(os.path.join(str(tmp_path), "q"), guarded.url, extra) as proxy:
+        async with proxyRegistry(
+            storeRoot(str(tmp_path), "q", proxyStorage), guarded.url, extra, s3=proxyStorage
+        ) as proxy:
             response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
             assert (response.code, response.errorCode()) == (502, "UNAUTHORIZED")
             message = response.json()["errors"][0]["message"]
@@ -251,10 +263,12 @@ async def test_content_that_does_not_match_its_digest_is_not_kept(tmp_path: obje
 
 
 @pytest_twisted.ensureDeferred
-async def test_pushes_are_refused_unless_allowed_for_own_repositories(
-    tmp_path: object, upstream: Upstream
+async def test_pushes_only_to_own_repositories(
+    tmp_path: object, upstream: Upstream, proxyStorage: SeaweedFS | None
 ) -> None:
-    async with proxyRegistry(os.path.join(str(tmp_path), "p"), upstream.url) as proxy:
+    async with proxyRegistry(
+        storeRoot(str(tmp_path), "p", proxyStorage), upstream.url, s3=proxyStorage
+    ) as proxy:
         response = await proxy.client.request("POST", "/v2/team/app/blobs/uploads/")
         assert (response.code, response.errorCode()) == (405, "UNSUPPORTED")
         assert "team/app is a cache of upstream" in response.json()["errors"][0]["message"]
@@ -266,7 +280,8 @@ async def test_pushes_are_refused_unless_allowed_for_own_repositories(
             "proxy:\n  allowpush: true\n  upstreams:\n"
             f"    - name: second.example\n      remoteurl: {second.url}\n"
         )
-        async with proxyRegistry(os.path.join(str(tmp_path), "q"), "", config=config) as proxy:
+        root = storeRoot(str(tmp_path), "q", proxyStorage)
+        async with proxyRegistry(root, "", config=config, s3=proxyStorage) as proxy:
             # Its own repositories take pushes...
             mine, mineDigest = await proxy.client.pushImage("mine/app", "v1", [b"private"])
             response = await proxy.client.request("GET", "/v2/mine/app/manifests/v1")
@@ -287,10 +302,14 @@ async def test_pushes_are_refused_unless_allowed_for_own_repositories(
 
 
 @pytest_twisted.ensureDeferred
-async def test_tags_come_from_upstream_or_the_cache(upstream: Upstream, tmp_path: object) -> None:
+async def test_tags_come_from_upstream_or_the_cache(
+    proxyStorage: SeaweedFS | None, upstream: Upstream, tmp_path: object
+) -> None:
     for tag in ("a", "b", "c"):
         await upstream.client.pushImage("team/app", tag, [tag.encode()])
-    async with proxyRegistry(os.path.join(str(tmp_path), "p"), upstream.url, "  revalidate: 0s\n") as proxy:
+    async with proxyRegistry(
+        storeRoot(str(tmp_path), "p", proxyStorage), upstream.url, "  revalidate: 0s\n", s3=proxyStorage
+    ) as proxy:
         response = await proxy.client.request("GET", "/v2/team/app/tags/list?n=2")
         assert response.json() == {"name": "team/app", "tags": ["a", "b"]}
         assert (await proxy.client.request("GET", "/v2/team/app/manifests/c")).code == 200
@@ -334,12 +353,14 @@ async def test_eviction_after_ttl_keeps_what_cached_manifests_reference(
 
 
 @pytest_twisted.ensureDeferred
-async def test_maxsize_evicts_the_least_recently_pulled(upstream: Upstream, tmp_path: object) -> None:
+async def test_maxsize_evicts_the_least_recently_pulled(
+    proxyStorage: SeaweedFS | None, upstream: Upstream, tmp_path: object
+) -> None:
     old, new = os.urandom(100_000), os.urandom(100_000)
     for blob in (old, new):
         await upstream.client.pushBlob("team/app", blob)
-    root = os.path.join(str(tmp_path), "p")
-    async with proxyRegistry(root, upstream.url, "  maxsize: 150000\n") as proxy:
+    root = storeRoot(str(tmp_path), "p", proxyStorage)
+    async with proxyRegistry(root, upstream.url, "  maxsize: 150000\n", s3=proxyStorage) as proxy:
         assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(old)}")).code == 200
         await sleep(0.1)
         assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(new)}")).code == 200
