@@ -56,9 +56,10 @@ def sha256(data: bytes) -> str:
 
 
 class Server:
-    def __init__(self, name: str, command: Callable[[str, int], list[str]]) -> None:
+    def __init__(self, name: str, command: Callable[[str, int], list[str]], core: int = SERVER_CORE) -> None:
         self.name = name
         self.command = command
+        self.core = core
         self.port = freePort()
         self.directory = tempfile.mkdtemp(prefix=f"bench-{name}-")
         self.root = os.path.join(self.directory, "store")
@@ -68,7 +69,7 @@ class Server:
 
     def start(self) -> None:
         log = open(os.path.join(self.directory, "server.log"), "wb")
-        args = ["taskset", "-c", str(SERVER_CORE), *self.command(self.root, self.port)]
+        args = ["taskset", "-c", str(self.core), *self.command(self.root, self.port)]
         # The reference's AWS SDK cannot take a custom CA bundle; the
         # benchmark's S3 is plain HTTP on loopback.
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
