@@ -360,6 +360,21 @@ def measure(server: Server, seconds: int) -> dict[str, float]:
     return figures
 
 
+def printTable(results: dict[str, dict[str, float]], width: int, decimals: int) -> None:
+    """
+    One row per figure, a column per server, and txregistry's ratio to the
+    reference where both were measured.
+    """
+    names = list(results)
+    print(f"{'':{width}}" + "".join(f"{n:>14}" for n in names) + ("       ratio" if len(names) == 2 else ""))
+    for key in results["txregistry"]:
+        row = f"{key:{width}}" + "".join(f"{results[n][key]:14.{decimals}f}" for n in names)
+        if len(names) == 2:
+            ours, theirs = results["txregistry"][key], results["reference"][key]
+            row += f"{ours / theirs:11.2f}x" if theirs else ""
+        print(row)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s wrk runs instead of 10 s")
@@ -399,14 +414,7 @@ def main() -> None:
             seaweedfs.stop()
             shutil.rmtree(seaweedfs.directory, ignore_errors=True)
 
-    names = list(results)
-    print(f"{'':32}" + "".join(f"{n:>14}" for n in names) + ("       ratio" if len(names) == 2 else ""))
-    for key in results["txregistry"]:
-        row = f"{key:32}" + "".join(f"{results[n][key]:14.1f}" for n in names)
-        if len(names) == 2:
-            ours, theirs = results["txregistry"][key], results["reference"][key]
-            row += f"{ours / theirs:11.2f}x" if theirs else ""
-        print(row)
+    printTable(results, 32, 1)
     print("\nratio = txregistry / reference; for RSS lower is better, for the rest higher.")
 
 

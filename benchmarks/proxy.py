@@ -197,14 +197,7 @@ def main() -> None:
         f"image: {size / MiB:.0f} MiB; pulled straight from the upstream at {direct:.1f} MB/s, "
         f"through the counting relay at {viaRelay:.1f} MB/s\n"
     )
-    names = list(results)
-    print(f"{'':40}" + "".join(f"{n:>14}" for n in names) + ("       ratio" if len(names) == 2 else ""))
-    for key in results["txregistry"]:
-        row = f"{key:40}" + "".join(f"{results[n][key]:14.2f}" for n in names)
-        if len(names) == 2:
-            ours_, theirs = results["txregistry"][key], results["reference"][key]
-            row += f"{ours_ / theirs:11.2f}x" if theirs else ""
-        print(row)
+    bench.printTable(results, 40, 2)
     print("\nratio = txregistry / reference; for RSS, seconds and upstream bytes lower is better.")
 
 

@@ -109,6 +109,19 @@ class SeaweedFS:
         self.stop()
         raise RuntimeError("SeaweedFS did not start serving S3")
 
+    def environment(self, root: str) -> dict[str, str]:
+        """
+        registry:2's variables that point a configuration's S3 storage at
+        this server's bucket, below C{root}.
+        """
+        return {
+            "REGISTRY_STORAGE_S3_REGIONENDPOINT": self.endpoint,
+            "REGISTRY_STORAGE_S3_ACCESSKEY": ACCESS_KEY,
+            "REGISTRY_STORAGE_S3_SECRETKEY": SECRET_KEY,
+            "REGISTRY_STORAGE_S3_BUCKET": BUCKET,
+            "REGISTRY_STORAGE_S3_ROOTDIRECTORY": root,
+        }
+
     def configLines(self, root: str) -> list[str]:
         """
         The lines of a C{storage.s3} section for this server's bucket.

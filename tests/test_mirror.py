@@ -20,7 +20,7 @@ import pytest
 import txregistry
 from tests.bigblobs import MiB, Pattern, RSSSampler, pushInChunks, slowPull
 from tests.helpers import RegistryProcess, SyncClient
-from tests.s3server import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
+from tests.s3server import SeaweedFS
 from tests.test_skopeo import SKOPEO, makeLayout, skopeo
 from txregistry.manifest import OCI_MANIFEST
 
@@ -216,14 +216,7 @@ def test_example_mirror_config_runs(
     upstream, _, manifest = registries
     example = os.path.join(EXAMPLES, "mirror.yml")
     assert txregistry.loadConfig(example, environ={}).warnings == ()
-    env = {
-        "REGISTRY_STORAGE_S3_REGIONENDPOINT": seaweedfs.endpoint,
-        "REGISTRY_STORAGE_S3_ACCESSKEY": ACCESS_KEY,
-        "REGISTRY_STORAGE_S3_SECRETKEY": SECRET_KEY,
-        "REGISTRY_STORAGE_S3_BUCKET": BUCKET,
-        "REGISTRY_STORAGE_S3_ROOTDIRECTORY": f"/mirror/{uuid.uuid4()}",
-        "REGISTRY_PROXY_REMOTEURL": upstream.base,
-    }
+    env = {**seaweedfs.environment(f"/mirror/{uuid.uuid4()}"), "REGISTRY_PROXY_REMOTEURL": upstream.base}
     process = RegistryProcess(os.path.join(str(tmp_path), "logs"), example, env, overrideRoot=False)
     process.start()
     try:

@@ -14,7 +14,7 @@ import pytest_twisted
 import txregistry
 from tests.conftest import configFor
 from tests.helpers import Client, RegistryProcess, SyncClient, serving, sha256
-from tests.s3server import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
+from tests.s3server import SeaweedFS
 from txregistry.service import registryOf
 
 
@@ -140,13 +140,7 @@ async def test_blob_reads_redirected_to_presigned_urls(seaweedfs: SeaweedFS) -> 
 def test_example_s3_config_runs(seaweedfs: SeaweedFS, tmp_path: object) -> None:
     example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "s3.yml")
     assert txregistry.loadConfig(example, environ={}).warnings == ()
-    env = {
-        "REGISTRY_STORAGE_S3_REGIONENDPOINT": seaweedfs.endpoint,
-        "REGISTRY_STORAGE_S3_ACCESSKEY": ACCESS_KEY,
-        "REGISTRY_STORAGE_S3_SECRETKEY": SECRET_KEY,
-        "REGISTRY_STORAGE_S3_BUCKET": BUCKET,
-        "REGISTRY_STORAGE_S3_ROOTDIRECTORY": f"/example/{uuid.uuid4()}",
-    }
+    env = seaweedfs.environment(f"/example/{uuid.uuid4()}")
     process = RegistryProcess(os.path.join(str(tmp_path), "logs"), example, env, overrideRoot=False)
     process.start()
     try:

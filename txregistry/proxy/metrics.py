@@ -24,9 +24,3 @@ class ProxyMetrics:
 
     def upstream(self, kind: str, status: str) -> None:
         self.upstreamRequests[kind, status] += 1
-
-    def requests(self, kind: str) -> int:
-        """
-        How many requests of a kind went upstream, whatever their status.
-        """
-        return sum(n for (k, _), n in self.upstreamRequests.items() if k == kind)

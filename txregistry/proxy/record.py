@@ -58,11 +58,8 @@ class PullRecord:
         content = json.dumps({"pulled": now, "size": size}).encode()
         await self.driver.putContent(layout.proxyEntry(name, kind, digest), content)
 
-    def forget(self, entry: Entry) -> None:
-        self._written.put((entry.name, entry.kind, entry.digest), 0.0, 0)
-
     async def remove(self, entry: Entry) -> None:
-        self.forget(entry)
+        self._written.discard((entry.name, entry.kind, entry.digest))
         try:
             await self.driver.delete(entry.path)
         except PathNotFound:
