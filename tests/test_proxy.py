@@ -6,6 +6,7 @@ on filesystem storage and on S3.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,7 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.web.client import ResponseFailed
 
@@ -30,6 +32,7 @@ from tests.proxy import (
     upstreamRegistry,
 )
 from tests.s3server import SeaweedFS
+from txregistry.manifest import OCI_INDEX, OCI_MANIFEST
 from txregistry.proxy import Eviction
 
 
@@ -433,3 +436,54 @@ async def test_an_upstream_that_never_answers_is_not_waited_for_twice(tmp_path: 
             assert (response.code, response.errorCode()) == (503, "UNAVAILABLE")
             assert reactor.seconds() - started < 0.5
             assert "trying again in" in response.json()["errors"][0]["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_leaves_does_not_stop_the_caching(upstream: Upstream, proxy: Proxy) -> None:
+    blob = os.urandom(8 * 1024 * 1024)
+    digest = await upstream.client.pushBlob("team/app", blob)
+    upstream.counting.seen.clear()
+    response = await treq.get(
+        f"{proxy.url}/v2/team/app/blobs/{digest}", agent=proxy.client.agent, unbuffered=True
+    )
+    assert response.code == 200
+    gone: Deferred[None] = Deferred()
+
+    class Leave(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            assert self.transport is not None
+            self.transport.stopProducing()
+
+        def connectionLost(self, reason: object = None) -> None:
+            gone.callback(None)
+
+    response.deliverBody(Leave())
+    await gone
+    for _ in range(100):
+        if await proxy.cache.record.entries():
+            break
+        await sleep(0.05)
+    response = await proxy.client.request("GET", f"/v2/team/app/blobs/{digest}")
+    assert (response.code, response.body == blob) == (200, True)
+    assert upstream.counting.count("GET", f"/v2/team/app/blobs/{digest}") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_index_is_cached_as_it_is_and_its_children_when_asked(
+    upstream: Upstream, proxy: Proxy
+) -> None:
+    children = []
+    for arch in ("amd64", "arm64"):
+        body, digest = await upstream.client.pushImage("multi/app", arch, [arch.encode()])
+        children.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body)})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
+    assert (await upstream.client.pushManifest("multi/app", "latest", index, OCI_INDEX)).code == 201
+    upstream.counting.seen.clear()
+
+    response = await proxy.client.request("GET", "/v2/multi/app/manifests/latest")
+    assert (response.code, response.body, response.header("Content-Type")) == (200, index, OCI_INDEX)
+    # Nothing but the index was fetched: a client picks one child and asks.
+    assert sum(upstream.counting.seen.values()) == 1
+    response = await proxy.client.request("GET", f"/v2/multi/app/manifests/{children[1]['digest']}")
+    assert response.code == 200 and json.loads(response.body)["config"]
+    assert sum(upstream.counting.seen.values()) == 2
