@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -159,36 +160,35 @@ class _Answer(Resource):
 
 class TokenGate(Resource):
     """
-    What the real upstream cannot do itself: demand a Bearer token, issued
-    at C{/token} to C{user} with C{password}, as Docker Hub does.
+    What the real upstream cannot do itself: demand a Bearer token for the
+    repository asked about, issued at C{/token} to C{user} with
+    C{password}, as Docker Hub does.
     """
 
     def __init__(self, inner: Any, user: str, password: str) -> None:
         super().__init__()
         self.inner = inner
         self.credentials = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        self.token = "token-" + os.urandom(8).hex()
+        self.tokens: dict[str, str] = {}
         self.issued = 0
+        self.challenged = 0
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Any:
-        host = request.getHost()
         if path == b"token":
             if request.getHeader("authorization") != self.credentials:
                 return _Answer(401, {}, b'{"details": "incorrect username or password"}')
+            scope = request.args[b"scope"][0].decode()
             self.issued += 1
-            return _Answer(
-                200,
-                {"Content-Type": "application/json"},
-                json.dumps({"token": self.token, "expires_in": 300}).encode(),
-            )
-        if request.getHeader("authorization") != f"Bearer {self.token}":
-            realm = f"http://127.0.0.1:{host.port}/token"
-            challenge = f'Bearer realm="{realm}",service="test-registry",scope="repository:team/app:pull"'
-            return _Answer(
-                401,
-                {"WWW-Authenticate": challenge, "Content-Type": "application/json"},
-                b'{"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}',
-            )
+            self.tokens[scope] = "token-" + os.urandom(8).hex()
+            token = json.dumps({"token": self.tokens[scope], "expires_in": 300}).encode()
+            return _Answer(200, {"Content-Type": "application/json"}, token)
+        name = re.split(r"/(?:manifests|blobs|tags)/", request.path.decode()[len("/v2/") :])[0]
+        scope = f"repository:{name}:pull"
+        if request.getHeader("authorization") != f"Bearer {self.tokens.get(scope)}":
+            self.challenged += 1
+            realm = f"http://127.0.0.1:{request.getHost().port}/token"
+            challenge = f'Bearer realm="{realm}",service="test-registry",scope="{scope}"'
+            return _Answer(401, {"WWW-Authenticate": challenge}, b'{"errors": [{"code": "UNAUTHORIZED"}]}')
         return self.inner.getChildWithDefault(path, request)
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from txregistry.config import ConfigError, isPrivate, listenEndpoint, parseConfig, parseDuration
+from txregistry.config import ConfigError, isPrivate, listenEndpoint, parseConfig, parseDuration, parseSize
 
 # Debian's docker-registry package ships this as /etc/docker/registry/config.yml.
 REGISTRY2_DEFAULT = """\
@@ -357,6 +357,8 @@ def test_proxy_section() -> None:
     ghcr = proxy.named("ghcr.io")
     assert ghcr is not None and ghcr.remoteURL == "https://ghcr.io" and ghcr.ttl == timedelta(hours=1)
     assert proxy.maxSize == 50 * 1024**3
+    for text, size in (("200GB", 200 * 1000**3), ("20g", 20 * 1000**3), ("512MiB", 512 * 1024**2), ("7", 7)):
+        assert parseSize("proxy.maxsize", text) == size
     assert (proxy.revalidate, proxy.allowPush) == (timedelta(seconds=60), False)
     assert parseConfig("version: 0.1\nstorage: {inmemory: {}}\n", environ={}).proxy is None
 
@@ -399,6 +401,10 @@ def test_proxy_from_the_environment() -> None:
             "proxy.upstreams[0].remote: unknown",
         ),
         ("proxy:\n  remoteurl: https://a.io\n  evictioninterval: 0s\n", "proxy.evictioninterval: must be"),
+        (
+            "proxy:\n  username: me\n  upstreams:\n    - {name: a.io, remoteurl: 'https://a.io'}\n",
+            "proxy.username: goes with proxy.remoteurl",
+        ),
     ],
 )
 def test_bad_proxy_sections(section: str, message: str) -> None:

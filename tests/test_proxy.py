@@ -34,6 +34,9 @@ from tests.proxy import (
 from tests.s3server import SeaweedFS
 from txregistry.manifest import OCI_INDEX, OCI_MANIFEST
 from txregistry.proxy import Eviction
+from txregistry.reference import Digest
+from txregistry.registry.links import exists
+from txregistry.storage import layout
 
 
 @pytest.fixture(params=["filesystem", "s3"])
@@ -213,6 +216,7 @@ async def test_bearer_token_from_realm(
     proxyStorage: SeaweedFS | None, tmp_path: object, upstream: Upstream
 ) -> None:
     manifest, _ = await upstream.client.pushImage("team/app", "v1", [b"layer"])
+    other, _ = await upstream.client.pushImage("team/other", "v1", [b"other layer"])
     gate = TokenGate(upstream.site.resource, "puller", "s3cret")
     async with fakeUpstream(gate) as guarded:
         extra = "  username: puller\n  password: s3cret\n"
@@ -225,6 +229,13 @@ async def test_bearer_token_from_realm(
             assert (response.code, response.body) == (200, b"layer")
             # One token, kept until it expires.
             assert gate.issued == 1
+            # Another repository gets a token of its own, without being
+            # refused first: the realm is known.
+            for _ in range(2):
+                for name, body in (("team/other", other), ("team/app", manifest)):
+                    response = await proxy.client.request("GET", f"/v2/{name}/manifests/v1")
+                    assert (response.code, response.body) == (200, body)
+            assert (gate.issued, gate.challenged) == (2, 1)
 
         extra = "  username: puller\n  password: wrong\n"
         async with proxyRegistry(
@@ -487,3 +498,30 @@ async def test_an_index_is_cached_as_it_is_and_its_children_when_asked(
     response = await proxy.client.request("GET", f"/v2/multi/app/manifests/{children[1]['digest']}")
     assert response.code == 200 and json.loads(response.body)["config"]
     assert sum(upstream.counting.seen.values()) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_eviction_keeps_content_our_own_repositories_use(
+    upstream: Upstream, proxyStorage: SeaweedFS | None, tmp_path: object
+) -> None:
+    layer = os.urandom(10_000)
+    await upstream.client.pushImage("team/app", "v1", [layer])
+    config = (
+        "proxy:\n  allowpush: true\n  ttl: 1s\n  upstreams:\n"
+        f"    - name: up.example\n      remoteurl: {upstream.url}\n"
+    )
+    root = storeRoot(str(tmp_path), "p", proxyStorage)
+    async with proxyRegistry(root, "", config=config, s3=proxyStorage) as proxy:
+        path = f"/v2/up.example/team/app/blobs/{sha256(layer)}"
+        assert (await proxy.client.request("GET", path)).body == layer
+        mine, _ = await proxy.client.pushImage("mine/app", "v1", [layer])
+        await sleep(1.5)
+        assert await Eviction(proxy.cache).run() == 1
+        # Unlinked from the cached repository, kept for ours.
+        driver, digest = proxy.cache.registry.driver, Digest.parse(sha256(layer))
+        assert not await exists(driver, layout.layerLink("up.example/team/app", digest))
+        assert await exists(driver, layout.blobData(digest))
+        await upstream.stop()
+        response = await proxy.client.request("GET", f"/v2/mine/app/blobs/{sha256(layer)}")
+        assert (response.code, response.body) == (200, layer)
+        assert (await proxy.client.request("GET", "/v2/mine/app/manifests/v1")).body == mine

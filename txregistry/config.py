@@ -517,8 +517,12 @@ def _proxy(reader: _Reader) -> Proxy | None:
     if reader.get("proxy.remoteurl", str):
         upstreams.append(_upstream(reader, "proxy", "", ttl))
     else:
-        for key in ("username", "password", "ttl"):
-            reader.get(f"proxy.{key}", str)
+        for key in ("username", "password"):
+            if reader.get(f"proxy.{key}", str):
+                raise ConfigError(
+                    f"proxy.{key}: goes with proxy.remoteurl, which is not set "
+                    "(an upstream in proxy.upstreams takes its own)"
+                )
     listed = reader.get("proxy.upstreams", list, [])
     for index, entry in enumerate(listed):
         key = f"proxy.upstreams[{index}]"
@@ -570,9 +574,8 @@ def parseSize(key: str, value: int | str) -> int:
         match = _SIZE.fullmatch(value.strip())
         if match is None:
             raise ConfigError(f"{key}: expected a size like 50GiB or 20000000000, got {value!r}")
-        unit = (match.group(2) or "").lower()
-        base = 1024 if "i" in unit else 1000
-        size = int(match.group(1)) * (base ** " kmgt".index(unit[0]) if unit and unit[0] != "b" else 1)
+        number, unit = match.group(1), (match.group(2) or "b").lower()
+        size = int(number) * (1024 if "i" in unit else 1000) ** "bkmgt".index(unit[0])
     if size <= 0:
         raise ConfigError(f"{key}: must be more than 0, got {value!r}")
     return size

@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 from twisted.internet import reactor as defaultReactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
+from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from txregistry.config import Proxy
@@ -36,12 +37,15 @@ from txregistry.proxy.upstream import (
 )
 from txregistry.reference import Digest, checkTag, looksLikeDigest
 from txregistry.registry import Registry
+from txregistry.registry.cache import ContentCache
 from txregistry.storage import IReader, PathNotFound, layout
 
 log = logger(__name__)
 
 #: The most pages of an upstream's tag list followed.
 _MAX_TAG_PAGES = 100
+#: Tags and tag lists whose freshness an instance keeps in memory.
+_REMEMBERED = 100_000
 
 
 @implementer(IReader)
@@ -79,6 +83,18 @@ def asRegistryError(error: UpstreamError, unknown: RegistryError) -> RegistryErr
     return RegistryError.unavailable(f"{error}; not cached here")
 
 
+def _saidDigest(response: IResponse) -> Digest | None:
+    """
+    The C{Docker-Content-Digest} an upstream answered with, where it gave
+    one we can use.
+    """
+    said = response.headers.getRawHeaders(b"docker-content-digest", [b""])[0].decode("latin-1")
+    try:
+        return Digest.parse(said)
+    except RegistryError:
+        return None
+
+
 class PullThroughCache:
     """
     Repositories of upstream registries, cached in C{registry}'s storage.
@@ -102,8 +118,10 @@ class PullThroughCache:
         self.record = PullRecord(registry.driver, self.reactor.seconds, self._touchEvery)
         self._downloads: dict[Digest, BlobDownload] = {}
         self._flights: SingleFlight[Any] = SingleFlight()
-        self._checked: dict[tuple[str, str], float] = {}
-        self._tagLists: dict[str, tuple[float, list[str]]] = {}
+        # When each tag was last found current upstream, and each
+        # repository's tag list: this instance's, bounded by entries.
+        self._checked: ContentCache[tuple[str, str], float] = ContentCache(_REMEMBERED)
+        self._tagLists: ContentCache[str, tuple[float, list[str]]] = ContentCache(_REMEMBERED)
 
     # Which upstream, if any.
 
@@ -115,10 +133,10 @@ class PullThroughCache:
         own.
         """
         first, _, rest = name.partition("/")
-        if rest and first in self.clients and first:
+        if rest and first and first in self.clients:
             client = self.clients[first]
             return Route(client, name, remoteName(client.upstream, rest))
-        if ns and ns in self.clients and ns:
+        if ns and ns in self.clients:
             client = self.clients[ns]
             return Route(client, f"{ns}/{name}", remoteName(client.upstream, name))
         default = self.clients.get("")
@@ -163,6 +181,11 @@ class PullThroughCache:
         self._touch(route.name, "manifests", digest, len(content))
         return ManifestAnswer(digest, storedMediaType(content), len(content), content)
 
+    def _hit(self, route: Route, cached: ManifestAnswer) -> ManifestAnswer:
+        self.metrics.hits["manifest"] += 1
+        assert cached.content is not None
+        return self._answer(route, cached.digest, cached.content)
+
     async def _cached(self, route: Route, reference: str) -> ManifestAnswer | None:
         try:
             stored = await self.registry.manifests(route.name).get(reference)
@@ -170,13 +193,12 @@ class PullThroughCache:
             if e.code == "MANIFEST_UNKNOWN":
                 return None
             raise
-        self.metrics.hits["manifest"] += 1
-        return self._answer(route, stored.digest, stored.content)
+        return ManifestAnswer(stored.digest, stored.mediaType, len(stored.content), stored.content)
 
     async def _manifestByDigest(self, route: Route, digest: Digest) -> ManifestAnswer:
         cached = await self._cached(route, str(digest))
         if cached is not None:
-            return cached
+            return self._hit(route, cached)
 
         async def fetch() -> ManifestAnswer:
             content, _ = await self._fetchManifest(route, str(digest), digest)
@@ -206,16 +228,15 @@ class PullThroughCache:
             raise RegistryError(
                 "MANIFEST_INVALID", f"upstream {route.client.label} sent a manifest over 4 MiB"
             ) from None
-        said = response.headers.getRawHeaders(b"docker-content-digest", [b""])[0].decode("latin-1")
-        algorithm = expected.algorithm if expected else "sha256"
-        if said and not expected and Digest.parse(said).algorithm != algorithm:
-            algorithm = Digest.parse(said).algorithm
-        digest = Digest.of(content, algorithm)
-        if (expected is not None and digest != expected) or (said and said != str(digest)):
+        if expected is None:
+            # By tag: the digest the upstream says it sent, if it says.
+            expected = _saidDigest(response)
+        digest = Digest.of(content, expected.algorithm if expected is not None else "sha256")
+        if expected is not None and digest != expected:
             raise RegistryError(
                 "MANIFEST_INVALID",
                 f"upstream {route.client.label} sent a manifest that does not match its digest",
-                {"expected": str(expected or said), "actual": str(digest)},
+                {"expected": str(expected), "actual": str(digest)},
                 status=502,
             )
         manifest: Manifest | None
@@ -226,7 +247,7 @@ class PullThroughCache:
         tag = None if looksLikeDigest(reference) else reference
         await self.registry.manifests(route.name).store(digest, content, manifest, tag)
         if tag is not None:
-            self._checked[route.name, tag] = self.reactor.seconds()
+            self._checked.put((route.name, tag), self.reactor.seconds(), 1)
         return content, digest
 
     async def _upstreamDigest(self, route: Route, tag: str) -> ManifestAnswer | None:
@@ -238,32 +259,34 @@ class PullThroughCache:
             "manifest", "HEAD", route.remote, f"manifests/{tag}", {"Accept": MANIFEST_ACCEPT}
         )
         route.client.check(response, f"manifest {route.remote}:{tag}")
-        headers = response.headers
-        said = headers.getRawHeaders(b"docker-content-digest", [b""])[0].decode("latin-1")
-        if not looksLikeDigest(said):
+        said = _saidDigest(response)
+        if said is None:
             return None
+        headers = response.headers
         mediaType = headers.getRawHeaders(b"content-type", [b"application/octet-stream"])[0].decode("latin-1")
         length = headers.getRawHeaders(b"content-length", [b""])[0]
         return ManifestAnswer(
-            Digest.parse(said), mediaType.split(";")[0].strip(), int(length) if length.isdigit() else 0, None
+            said, mediaType.split(";")[0].strip(), int(length) if length.isdigit() else 0, None
         )
 
     async def _manifestByTag(self, route: Route, tag: str, head: bool) -> ManifestAnswer:
         key = (route.name, tag)
         cached = await self._cached(route, tag)
         now = self.reactor.seconds()
+        checked = self._checked.get(key)
         if (
             cached is not None
-            and now - self._checked.get(key, float("-inf")) < self.config.revalidate.total_seconds()
+            and checked is not None
+            and now - checked < self.config.revalidate.total_seconds()
         ):
-            return cached
+            return self._hit(route, cached)
 
         async def revalidate() -> ManifestAnswer:
             if cached is not None or head:
                 current = await self._upstreamDigest(route, tag)
                 if current is not None and cached is not None and current.digest == cached.digest:
-                    self._checked[key] = self.reactor.seconds()
-                    return cached
+                    self._checked.put(key, self.reactor.seconds(), 1)
+                    return self._hit(route, cached)
                 if current is not None and head:
                     return current
             content, digest = await self._fetchManifest(route, tag, None)
@@ -274,7 +297,7 @@ class PullThroughCache:
         except (UpstreamError, RegistryError) as e:
             if cached is not None and not isinstance(e, UpstreamNotFound):
                 log.warn("serving {name}:{tag} from the cache: {error}", name=route.name, tag=tag, error=e)
-                return cached
+                return self._hit(route, cached)
             if isinstance(e, RegistryError):
                 raise
             raise asRegistryError(e, RegistryError.manifestUnknown(tag)) from None
@@ -400,7 +423,7 @@ class PullThroughCache:
                 raise asRegistryError(e, RegistryError.nameUnknown(route.name)) from None
             log.warn("serving the tags of {name} from the cache: {error}", name=route.name, error=e)
             return cached
-        self._tagLists[route.name] = (self.reactor.seconds(), tags)
+        self._tagLists.put(route.name, (self.reactor.seconds(), tags), 1)
         return tags
 
     async def _fetchTags(self, route: Route) -> list[str]:

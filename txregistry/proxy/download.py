@@ -17,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import uuid as uuidlib
 from collections import deque
-from datetime import datetime, timezone
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -34,7 +32,9 @@ from zope.interface import implementer
 from txregistry.logging import logger
 from txregistry.proxy.metrics import ProxyMetrics
 from txregistry.reference import Digest
-from txregistry.registry.links import deleteIfPresent, exists, writeLink
+from txregistry.registry import createUpload, publishUpload
+from txregistry.registry.blobs import Blobs
+from txregistry.registry.links import deleteIfPresent
 from txregistry.storage import IFileWriter, IReader, IStorageDriver, layout
 
 log = logger(__name__)
@@ -85,8 +85,9 @@ class BlobDownload:
         self.verified = False
         self.done: Deferred[None] = Deferred()
         self._name = name
-        self._uuid = str(uuidlib.uuid4())
-        self._spool = tempfile.TemporaryFile(dir=spoolDirectory)
+        self._uuid: str | None = None
+        # Unbuffered: what is written is at once there for readers' preads.
+        self._spool = tempfile.TemporaryFile(buffering=0, dir=spoolDirectory)
         self._hasher = hashlib.new(digest.algorithm)
         self._writer: IFileWriter | None = None
         self._queue: deque[bytes] = deque()
@@ -107,8 +108,7 @@ class BlobDownload:
         if response.length is not UNKNOWN_LENGTH:
             self.size = response.length
         try:
-            startedAt = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-            await self.driver.putContent(layout.uploadStartedAt(self._name, self._uuid), startedAt.encode())
+            self._uuid = await createUpload(self.driver, self._name)
             self._writer = await self.driver.writer(layout.uploadData(self._name, self._uuid))
         except BaseException:
             response.deliverBody(Protocol())
@@ -129,13 +129,11 @@ class BlobDownload:
 
     def _timedOut(self) -> None:
         self._fail(Failure(DownloadFailed(f"upstream sent nothing for {self.timeout:.0f} s")))
-        self._transport.stopProducing()
 
     def _received(self, data: bytes) -> None:
         if self._failure is not None:
             return
         self._spool.write(data)
-        self._spool.flush()
         self._hasher.update(data)
         self.received += len(data)
         self.metrics.upstreamBytes += len(data)
@@ -193,15 +191,11 @@ class BlobDownload:
             Deferred.fromCoroutine(self._store()).addCallbacks(self._stored, self._fail)
 
     async def _store(self) -> None:
-        assert self._writer is not None
+        assert self._writer is not None and self._uuid is not None
         await self._writer.commit()
-        if await exists(self.driver, layout.blobData(self.digest)):
-            await self.driver.delete(layout.upload(self._name, self._uuid))
-        else:
-            await self.driver.move(self._writer.path, layout.blobData(self.digest))
-            await deleteIfPresent(self.driver, layout.upload(self._name, self._uuid))
+        await publishUpload(self.driver, self._name, self._uuid, self.digest)
         for name in sorted(self.names):
-            await writeLink(self.driver, layout.layerLink(name, self.digest), self.digest)
+            await Blobs(self.driver, name).link(self.digest)
 
     def _stored(self, _: object) -> None:
         self._ended = True
@@ -219,10 +213,11 @@ class BlobDownload:
             self._transport.stopProducing()
         if self._writer is not None:
             self._writer.cancel().addErrback(lambda _: None)
-        deleteUpload = Deferred.fromCoroutine(
-            deleteIfPresent(self.driver, layout.upload(self._name, self._uuid))
-        )
-        deleteUpload.addErrback(lambda f: log.failure("removing a failed download", f))
+        if self._uuid is not None:
+            deleteUpload = Deferred.fromCoroutine(
+                deleteIfPresent(self.driver, layout.upload(self._name, self._uuid))
+            )
+            deleteUpload.addErrback(lambda f: log.failure("removing a failed download", f))
         self._wake()
         self.done.errback(failure)
         self.done.addErrback(lambda _: None)

@@ -20,7 +20,7 @@ from txregistry.manifest import parseManifest
 from txregistry.proxy.cache import PullThroughCache
 from txregistry.proxy.record import Entry
 from txregistry.reference import Digest
-from txregistry.registry.links import deleteIfPresent, exists, readLink
+from txregistry.registry.links import deleteIfPresent, exists
 from txregistry.storage import PathNotFound, layout
 
 log = logger(__name__)
@@ -31,6 +31,7 @@ class Eviction:
         self.cache = cache
         self.driver = cache.registry.driver
         self._holders: Counter[Digest] = Counter()
+        self._own: list[str] | None = None
 
     async def run(self) -> int:
         """
@@ -39,6 +40,7 @@ class Eviction:
         now = self.cache.reactor.seconds()
         entries = await self.cache.record.entries()
         self._holders = Counter(e.digest for e in entries)
+        self._own = None
         live: list[Entry] = []
         removed = 0
         for entry in entries:
@@ -95,21 +97,20 @@ class Eviction:
         return found
 
     async def _removeManifest(self, entry: Entry) -> None:
-        tags = self.cache.registry.tags(entry.name)
         try:
-            names = await tags.all()
+            # Its tags, its referrer link and its revision, as a delete would.
+            await self.cache.registry.manifests(entry.name).delete(str(entry.digest))
         except RegistryError:
-            names = []
-        for tag in names:
-            if await readLink(self.driver, layout.tagCurrentLink(entry.name, tag)) == entry.digest:
-                await deleteIfPresent(self.driver, layout.tag(entry.name, tag))
-        await deleteIfPresent(self.driver, layout.revisionLink(entry.name, entry.digest).rsplit("/", 1)[0])
+            pass  # Evicted meanwhile, by another instance on the same store.
         if not await self._forget(entry):
             await self._deleteContent(entry.digest)
         log.info("evicted manifest {name}@{digest}", name=entry.name, digest=entry.digest)
 
     async def _unlinkBlob(self, entry: Entry) -> None:
-        await deleteIfPresent(self.driver, layout.layerLink(entry.name, entry.digest).rsplit("/", 1)[0])
+        try:
+            await self.cache.registry.blobs(entry.name).delete(entry.digest)
+        except RegistryError:
+            pass
         await self._forget(entry)
 
     async def _forget(self, entry: Entry) -> int:
@@ -120,14 +121,24 @@ class Eviction:
         self._holders[entry.digest] -= 1
         return self._holders[entry.digest]
 
+    async def _ownRepositories(self) -> list[str]:
+        """
+        The repositories no upstream serves, listed once a pass; with a
+        default upstream there are none to list.
+        """
+        if self._own is None:
+            self._own = []
+            if self.cache.config.default is None:
+                catalog = await self.cache.registry.catalog()
+                self._own = [name for name in catalog if self.cache.route(name) is None]
+        return self._own
+
     async def _deleteContent(self, digest: Digest) -> None:
         """
         Remove content from the blob store unless a repository of our own
         (one no upstream serves) links it.
         """
-        for name in await self.cache.registry.catalog():
-            if self.cache.route(name) is not None:
-                continue
+        for name in await self._ownRepositories():
             for link in (layout.layerLink(name, digest), layout.revisionLink(name, digest)):
                 if await exists(self.driver, link):
                     return

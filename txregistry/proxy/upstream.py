@@ -257,7 +257,7 @@ class UpstreamClient:
         if challenge is None:
             return None
         if challenge.scheme == "bearer":
-            return "Bearer " + await self._token(challenge, challenge.params.get("scope") or scope)
+            return "Bearer " + await self._token(challenge, scope)
         if challenge.scheme == "basic":
             basic = self._credentials()
             if basic is None:
@@ -284,9 +284,13 @@ class UpstreamClient:
         url = f"{self.upstream.remoteURL}/v2/{name}/{path}"
         scope = f"repository:{name}:pull"
         headers = dict(headers or {})
+        # The last challenge's realm and service, for this repository's scope:
+        # another repository's token would only be refused.
         challenge = self._challenge
         for attempt in range(2):
             sent = dict(headers)
+            if attempt == 1 and challenge is not None:
+                scope = challenge.params.get("scope") or scope
             authorization = await self._authorization(challenge, scope)
             if authorization is not None:
                 sent["Authorization"] = authorization

@@ -5,6 +5,14 @@ referrers, written against the storage interface alone.
 
 from txregistry.registry.purging import UploadPurger, purgeUploads
 from txregistry.registry.registry import Registry
-from txregistry.registry.uploads import IBody, UploadStatus
+from txregistry.registry.uploads import IBody, UploadStatus, createUpload, publishUpload
 
-__all__ = ["IBody", "Registry", "UploadPurger", "UploadStatus", "purgeUploads"]
+__all__ = [
+    "IBody",
+    "Registry",
+    "UploadPurger",
+    "UploadStatus",
+    "createUpload",
+    "publishUpload",
+    "purgeUploads",
+]

@@ -78,6 +78,30 @@ def _rangeInvalid(size: int) -> RegistryError:
     )
 
 
+async def createUpload(driver: IStorageDriver, name: str) -> str:
+    """
+    A new upload area in repository C{name}, with the time it was started
+    (for purging, as registry:2 keeps it); its UUID.
+    """
+    uuid = str(uuidlib.uuid4())
+    startedAt = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    await driver.putContent(layout.uploadStartedAt(name, uuid), startedAt.encode())
+    return uuid
+
+
+async def publishUpload(driver: IStorageDriver, name: str, uuid: str, digest: Digest) -> None:
+    """
+    Make an upload's committed and verified data blob C{digest} in the
+    blob store, and remove the upload. Linking it into a repository is the
+    caller's to do.
+    """
+    if await exists(driver, layout.blobData(digest)):
+        await driver.delete(layout.upload(name, uuid))
+    else:
+        await driver.move(layout.uploadData(name, uuid), layout.blobData(digest))
+        await deleteIfPresent(driver, layout.upload(name, uuid))
+
+
 class Uploads:
     """
     Every upload of a registry, in all its repositories.
@@ -99,9 +123,7 @@ class Uploads:
                 self._locks.pop(uuid, None)
 
     async def start(self, name: str) -> UploadStatus:
-        uuid = str(uuidlib.uuid4())
-        startedAt = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        await self.driver.putContent(layout.uploadStartedAt(name, uuid), startedAt.encode())
+        uuid = await createUpload(self.driver, name)
         self._progress[uuid] = _Progress(name, 0, hashlib.sha256())
         return UploadStatus(uuid, 0)
 
@@ -217,11 +239,7 @@ class Uploads:
                     "the uploaded content does not match the digest given",
                     {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
                 )
-            if await exists(self.driver, layout.blobData(digest)):
-                await self.driver.delete(layout.upload(name, uuid))
-            else:
-                await self.driver.move(writer.path, layout.blobData(digest))
-                await deleteIfPresent(self.driver, layout.upload(name, uuid))
+            await publishUpload(self.driver, name, uuid, digest)
             await Blobs(self.driver, name).link(digest)
             self._progress.pop(uuid, None)
             return writer.size
