@@ -186,6 +186,8 @@ class UpstreamClient:
                 headers=Headers({k: [v] for k, v in headers.items()}),
                 unbuffered=True,
                 timeout=self.timeout,
+                # Followed in request(), which decides what goes with each hop.
+                allow_redirects=False,
             )
         except (ConnectError, ConnectionLost, ResponseFailed, TimeoutError, CancelledError) as e:
             reason = f"{method} {url}: {e.__class__.__name__}: {e}"
@@ -278,8 +280,9 @@ class UpstreamClient:
         Ask the upstream about repository C{name} (as the upstream names
         it) at C{/v2/<name>/<path>}: anonymously first, then as its
         challenge asks. Redirects are followed when C{follow} is set,
-        without our credentials once they leave the upstream's host. The
-        response's status is the caller's to read.
+        without our credentials once they leave the upstream's host, and
+        are the answer otherwise. The response's status is the caller's to
+        read.
         """
         url = f"{self.upstream.remoteURL}/v2/{name}/{path}"
         scope = f"repository:{name}:pull"
