@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import treq
 from twisted.internet import reactor as defaultReactor
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectError, ConnectionLost, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, ResponseFailed
@@ -189,6 +189,12 @@ class UpstreamClient:
                 # Followed in request(), which decides what goes with each hop.
                 allow_redirects=False,
             )
+        except DNSLookupError:
+            reason = f"cannot resolve host {urlsplit(url).hostname}"
+            self.metrics.upstream(kind, "error")
+            if breaker:
+                self.breaker.failed(reason)
+            raise UpstreamUnavailable(f"upstream {self.label} cannot be reached: {reason}") from None
         except (ConnectError, ConnectionLost, ResponseFailed, TimeoutError, CancelledError) as e:
             reason = f"{method} {url}: {e.__class__.__name__}: {e}"
             self.metrics.upstream(kind, "error")
