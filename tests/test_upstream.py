@@ -22,6 +22,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IResolutionReceiver,
 )
+from twisted.internet.task import Clock
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -46,12 +47,14 @@ async def upstream(tmp_path: object) -> AsyncIterator[Upstream]:
         yield registry
 
 
-def clientOf(url: str, theReactor: Any = reactor, password: str | None = None) -> UpstreamClient:
+def clientOf(
+    url: str, clock: IReactorTime | None = None, theReactor: Any = reactor, password: str | None = None
+) -> UpstreamClient:
     """
     A client of C{url}, as user C{user} if given a C{password}.
     """
     login = UpstreamConfig(remoteURL=url, username="user" if password else None, password=password)
-    return UpstreamClient(login, 3.0, ProxyMetrics(), theReactor)
+    return UpstreamClient(login, 3.0, ProxyMetrics(), theReactor, clock=clock)
 
 
 async def manifest(client: UpstreamClient) -> IResponse:
@@ -106,6 +109,22 @@ class _Redirect(Resource):
         request.setResponseCode(307)
         request.setHeader("Location", self.location)
         return b""
+
+
+class Failing(Resource):
+    """
+    A registry's root that answers 503 while C{failing} is set.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self.failing = True
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Any:
+        if self.failing:
+            return Storage(503)
+        return self.inner.getChildWithDefault(path, request)
 
 
 @pytest_twisted.ensureDeferred
@@ -236,5 +255,64 @@ async def test_an_upstream_whose_name_does_not_resolve() -> None:
         message = str(raised.value)
         assert "failed recently (cannot resolve host nosuch.invalid); trying again in 1 s" in message
         assert client.metrics.upstreamRequests["manifest", "error"] == 1
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tokens_expire_on_the_clock(upstream: Upstream) -> None:
+    await upstream.client.pushImage("team/app", "v1", [b"layer"])
+    gate = TokenGate(upstream.counting, "user", "secret")
+    upstream.site.resource = gate
+    clock = Clock()
+    client = clientOf(upstream.url, clock, password="secret")
+    try:
+        for advance, issued in ((0, 1), (294, 1), (2, 2)):
+            clock.advance(advance)
+            response = await manifest(client)
+            assert response.code == 200
+            await readBody(response)
+            assert gate.issued == issued
+        # The new token was asked for before it was needed, not after a 401.
+        assert gate.challenged == 1
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_breaker_backs_off_on_the_clock(upstream: Upstream) -> None:
+    await upstream.client.pushImage("team/app", "v1", [b"layer"])
+    failing = Failing(upstream.counting)
+    upstream.site.resource = failing
+    clock = Clock()
+    client = clientOf(upstream.url, clock)
+
+    async def tried() -> bool:
+        """
+        Whether a request reached the upstream; fails unless it succeeded
+        or the upstream failed it.
+        """
+        try:
+            response = await manifest(client)
+        except UpstreamUnavailable as e:
+            assert "trying again in" in str(e)
+            return False
+        assert response.code == (503 if failing.failing else 200)
+        await readBody(response)
+        return True
+
+    try:
+        assert await tried()
+        assert not await tried()
+        clock.advance(1)
+        assert await tried()
+        # Failed again: twice as long.
+        clock.advance(1)
+        assert not await tried()
+        clock.advance(1)
+        failing.failing = False
+        assert await tried()
+        assert await tried()
+        assert not client.breaker.isOpen
     finally:
         await client.close()

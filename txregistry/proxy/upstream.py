@@ -14,6 +14,7 @@ import treq
 from twisted.internet import reactor as defaultReactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, ResponseFailed
@@ -140,6 +141,12 @@ def discard(response: IResponse) -> None:
 class UpstreamClient:
     """
     The requests one proxy makes to one upstream registry.
+
+    @param reactor: what connects, resolves names and times out requests: an
+        L{IReactorTCP}, L{IReactorTime} and L{IReactorPluggableNameResolver}
+        (Twisted's typing has no way to say all three).
+    @param clock: what the circuit breaker's back-off and the tokens'
+        expiry are measured by; the reactor unless given.
     """
 
     def __init__(
@@ -148,16 +155,18 @@ class UpstreamClient:
         timeout: float = 30.0,
         metrics: ProxyMetrics | None = None,
         reactor: Any = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.upstream = upstream
         self.timeout = timeout
         self.metrics = metrics if metrics is not None else ProxyMetrics()
-        self.reactor = reactor if reactor is not None else defaultReactor
+        self.reactor: Any = reactor if reactor is not None else defaultReactor
+        self.clock: IReactorTime = clock if clock is not None else self.reactor
         self.pool = HTTPConnectionPool(self.reactor, persistent=True)
         self.pool.maxPersistentPerHost = 16
         self.http = treq.client.HTTPClient(Agent(self.reactor, pool=self.pool, connectTimeout=timeout))
-        self.breaker = CircuitBreaker(self.reactor.seconds)
-        self.tokens = TokenCache(self.reactor.seconds)
+        self.breaker = CircuitBreaker(self.clock.seconds)
+        self.tokens = TokenCache(self.clock.seconds)
         # What the upstream asked for last time, so that later requests
         # come with credentials instead of first being refused.
         self._challenge: Challenge | None = None
@@ -186,6 +195,7 @@ class UpstreamClient:
                 headers=Headers({k: [v] for k, v in headers.items()}),
                 unbuffered=True,
                 timeout=self.timeout,
+                reactor=self.reactor,
                 # Followed in request(), which decides what goes with each hop.
                 allow_redirects=False,
             )
