@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -25,7 +26,7 @@ from tests.conftest import configFor
 from tests.helpers import Client
 from tests.s3server import SeaweedFS
 from txregistry.proxy import PullThroughCache
-from txregistry.service import cacheOf, registryOf
+from txregistry.service import registryOf
 
 
 class Counting(Resource):
@@ -116,17 +117,23 @@ class Proxy(Listening):
 
 @asynccontextmanager
 async def proxyRegistry(
-    root: str, remote: str, extra: str = "", s3: SeaweedFS | None = None, config: str | None = None
+    root: str,
+    remote: str,
+    extra: str = "",
+    s3: SeaweedFS | None = None,
+    config: str | None = None,
+    clock: IReactorTime | None = None,
 ) -> AsyncIterator[Proxy]:
     """
     A txregistry caching C{remote}, on filesystem storage at C{root} or on
-    S3 below C{root}; C{extra} lines for its C{proxy} section.
+    S3 below C{root}; C{extra} lines for its C{proxy} section; its time
+    from C{clock} where one is given.
     """
     parsed = configFor(root, s3, extra=config if config is not None else proxyConfig(remote, extra))
+    assert parsed.proxy is not None
     registry = registryOf(parsed)
-    cache = cacheOf(parsed, registry)
-    assert cache is not None
-    proxy = await listen(txregistry.site(parsed, registry, cache))
+    cache = PullThroughCache(registry, parsed.proxy, clock=clock)
+    proxy = await listen(txregistry.site(parsed, cache))
     proxy.cache = cache  # type: ignore[attr-defined]
     try:
         yield proxy  # type: ignore[misc]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,8 +16,9 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.protocol import Protocol
-from twisted.internet.task import deferLater
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import Clock, deferLater
+from twisted.python.failure import Failure
 from twisted.web.client import ResponseFailed
 
 from tests.helpers import sha256
@@ -263,17 +265,27 @@ async def test_content_that_does_not_match_its_digest_is_not_kept(tmp_path: obje
     async with fakeUpstream(Fixed(404, blob=os.urandom(size))) as lying:
         root = os.path.join(str(tmp_path), "p")
         async with proxyRegistry(root, lying.url) as proxy:
+            # The answer starts as soon as the upstream's does, so the lie
+            # can only be told by cutting the connection before the last
+            # byte: before the headers got out (a small blob), or mid-body.
+            url = proxy.client.url(f"/v2/team/app/blobs/{wanted}")
             try:
-                response = await proxy.client.request("GET", f"/v2/team/app/blobs/{wanted}")
+                response = await treq.get(url, agent=proxy.client.agent, unbuffered=True)
             except ResponseFailed:
-                pass  # Cut off before its last byte, when the body was under way.
+                received = b""
             else:
-                assert (response.code, response.errorCode()) == (502, "DIGEST_INVALID")
-            await deferLater(reactor, 0.2)
-            blobs = os.path.join(root, "docker/registry/v2/blobs")
-            assert not os.path.exists(blobs) or not any(files for _, _, files in os.walk(blobs))
-            response = await proxy.client.request("HEAD", f"/v2/team/app/blobs/{wanted}")
-            assert response.code != 200 or response.header("Content-Length") != str(len(b"the real content"))
+                assert (response.code, response.length) == (200, size)
+                body = Collect()
+                response.deliverBody(body)
+                [reason] = await body.done
+                assert reason.check(ResponseFailed), reason
+                received = body.data
+            assert len(received) < size
+            await proxy.cache.settled()
+            store = os.path.join(root, "docker/registry/v2")
+            assert await proxy.cache.registry.storedSize(Digest.parse(wanted)) is None
+            assert not any(files for _, _, files in os.walk(os.path.join(store, "blobs")))
+            assert not any(files for _, _, files in os.walk(os.path.join(store, "repositories")))
 
 
 @pytest_twisted.ensureDeferred
@@ -338,6 +350,33 @@ async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds)
 
 
+class Collect(Protocol):
+    """
+    A response body, and (in C{done}) how it ended.
+    """
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.done: Deferred[list[Failure]] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # In a list: a Deferred given a Failure takes it for its own.
+        self.done.callback([reason])
+
+
+def wallClock() -> Clock:
+    """
+    A clock for the cache to expire content by, that starts at the time of
+    day (pull records are kept as such) and moves only when told to.
+    """
+    clock = Clock()
+    clock.advance(time.time())
+    return clock
+
+
 @pytest_twisted.ensureDeferred
 async def test_eviction_after_ttl_keeps_what_cached_manifests_reference(
     upstream: Upstream, proxyStorage: SeaweedFS | None, tmp_path: object
@@ -346,14 +385,16 @@ async def test_eviction_after_ttl_keeps_what_cached_manifests_reference(
     _, keptDigest = await upstream.client.pushImage("team/kept", "v1", [shared])
     await upstream.client.pushImage("team/gone", "v1", [only])
     root = storeRoot(str(tmp_path), "p", proxyStorage)
-    async with proxyRegistry(root, upstream.url, "  ttl: 1s\n", s3=proxyStorage) as proxy:
+    clock = wallClock()
+    async with proxyRegistry(root, upstream.url, "  ttl: 1h\n", s3=proxyStorage, clock=clock) as proxy:
         for name, layer in (("team/kept", shared), ("team/gone", only)):
             assert (await proxy.client.request("GET", f"/v2/{name}/manifests/v1")).code == 200
             assert (await proxy.client.request("GET", f"/v2/{name}/blobs/{sha256(layer)}")).code == 200
-        await sleep(1.5)
+        await proxy.cache.settled()
+        clock.advance(3601)
         # Pulled again: the manifest stays, and so does the layer it uses.
         assert (await proxy.client.request("GET", f"/v2/team/kept/manifests/{keptDigest}")).code == 200
-        await sleep(0.2)
+        await proxy.cache.settled()
         removed = await Eviction(proxy.cache).run()
         assert removed == 2
         await upstream.stop()
@@ -374,11 +415,14 @@ async def test_maxsize_evicts_the_least_recently_pulled(
     for blob in (old, new):
         await upstream.client.pushBlob("team/app", blob)
     root = storeRoot(str(tmp_path), "p", proxyStorage)
-    async with proxyRegistry(root, upstream.url, "  maxsize: 150000\n", s3=proxyStorage) as proxy:
+    clock = wallClock()
+    limited = "  maxsize: 150000\n"
+    async with proxyRegistry(root, upstream.url, limited, s3=proxyStorage, clock=clock) as proxy:
         assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(old)}")).code == 200
-        await sleep(0.1)
+        await proxy.cache.settled()
+        clock.advance(1)
         assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(new)}")).code == 200
-        await sleep(0.1)
+        await proxy.cache.settled()
         assert await Eviction(proxy.cache).run() == 1
         upstream.counting.seen.clear()
         assert (await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(new)}")).body == new
@@ -507,15 +551,17 @@ async def test_eviction_keeps_content_our_own_repositories_use(
     layer = os.urandom(10_000)
     await upstream.client.pushImage("team/app", "v1", [layer])
     config = (
-        "proxy:\n  allowpush: true\n  ttl: 1s\n  upstreams:\n"
+        "proxy:\n  allowpush: true\n  ttl: 1h\n  upstreams:\n"
         f"    - name: up.example\n      remoteurl: {upstream.url}\n"
     )
     root = storeRoot(str(tmp_path), "p", proxyStorage)
-    async with proxyRegistry(root, "", config=config, s3=proxyStorage) as proxy:
+    clock = wallClock()
+    async with proxyRegistry(root, "", config=config, s3=proxyStorage, clock=clock) as proxy:
         path = f"/v2/up.example/team/app/blobs/{sha256(layer)}"
         assert (await proxy.client.request("GET", path)).body == layer
         mine, _ = await proxy.client.pushImage("mine/app", "v1", [layer])
-        await sleep(1.5)
+        await proxy.cache.settled()
+        clock.advance(3601)
         assert await Eviction(proxy.cache).run() == 1
         # Unlinked from the cached repository, kept for ours.
         driver, digest = proxy.cache.registry.driver, Digest.parse(sha256(layer))

@@ -22,9 +22,9 @@ from twisted.web.server import Site
 
 from txregistry.config import S3, Config, ConfigError
 from txregistry.logging import logger, setLevel
-from txregistry.registry import Registry, UploadPurger
+from txregistry.registry import IRegistry, Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
-from txregistry.web import Context, RegistryChannel, RegistryRequest, RegistryResource, RootResource
+from txregistry.web import Context, RegistryChannel, RegistryResource, RootResource, SiteRequest
 
 if TYPE_CHECKING:
     from txregistry.proxy import PullThroughCache
@@ -103,18 +103,26 @@ def cacheOf(config: Config, registry: Registry) -> PullThroughCache | None:
     return PullThroughCache(registry, config.proxy)
 
 
-def resource(
-    config: Config, registry: Registry | None = None, cache: PullThroughCache | None = None
-) -> RegistryResource:
+def served(config: Config, registry: Registry | None = None) -> IRegistry:
     """
-    The registry's API as a resource to put at C{/v2} of a L{Site}. Give
-    the site C{requestFactory=RegistryRequest} so that uploads stream
-    instead of being read whole first.
+    What the web layer serves: C{registry} (by default the one the
+    configuration describes), wrapped by the pull-through cache when the
+    configuration has one.
     """
     registry = registry if registry is not None else registryOf(config)
-    if cache is None:
-        cache = cacheOf(config, registry)
-    context = Context(registry, host=config.http.host, relativeURLs=config.http.relativeURLs, proxy=cache)
+    cache = cacheOf(config, registry)
+    return cache if cache is not None else registry
+
+
+def resource(config: Config, registry: IRegistry | None = None) -> RegistryResource:
+    """
+    The registry's API as a resource to put at C{/v2} of a L{Site}:
+    C{registry}'s, or by default L{served}'s. Give the site
+    C{requestFactory=RegistryRequest} so that uploads stream instead of
+    being read whole first.
+    """
+    registry = registry if registry is not None else served(config)
+    context = Context(registry, host=config.http.host, relativeURLs=config.http.relativeURLs)
     return RegistryResource(registry, context, config.http.headers)
 
 
@@ -125,7 +133,7 @@ class _Site(Site):
 
     def __init__(self, root: IResource, accessLog: bool) -> None:
         super().__init__(root)
-        self.requestFactory = RegistryRequest
+        self.requestFactory = SiteRequest
         self._accessLog = accessLog
 
     def log(self, request: object) -> None:
@@ -133,11 +141,12 @@ class _Site(Site):
             super().log(request)  # type: ignore[arg-type]
 
 
-def site(config: Config, registry: Registry | None = None, cache: PullThroughCache | None = None) -> Site:
+def site(config: Config, registry: IRegistry | None = None) -> Site:
     """
-    A site that serves the registry at C{/v2/}, and OCI errors elsewhere.
+    A site that serves the registry (as L{resource} does) at C{/v2/}, and
+    OCI errors elsewhere.
     """
-    return _Site(RootResource(resource(config, registry, cache)), config.log.accessLog)
+    return _Site(RootResource(resource(config, registry)), config.log.accessLog)
 
 
 @contextmanager
@@ -205,7 +214,7 @@ def makeService(config: Config) -> IService:
     registry = registryOf(config)
     cache = cacheOf(config, registry)
     service = _RegistryService(config, registry, cache)
-    factory = site(config, registry, cache)
+    factory = site(config, cache if cache is not None else registry)
     for description in config.http.listen:
         endpoint = serverFromString(reactor, description)
         listener = StreamServerEndpointService(endpoint, factory)

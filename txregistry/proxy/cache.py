@@ -11,6 +11,7 @@ from urllib.parse import urljoin
 
 from twisted.internet import reactor as defaultReactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
@@ -18,12 +19,11 @@ from zope.interface import implementer
 from txregistry.config import Proxy
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
-from txregistry.manifest import MAX_MANIFEST_SIZE, Manifest, parseManifest, storedMediaType
+from txregistry.manifest import MAX_MANIFEST_SIZE, Descriptor, Manifest, parseManifest, storedMediaType
 from txregistry.proxy.download import BlobDownload, DownloadFailed
 from txregistry.proxy.flight import SingleFlight
 from txregistry.proxy.metrics import ProxyMetrics
-from txregistry.proxy.record import PullRecord
-from txregistry.proxy.sources import BlobSource, ManifestAnswer, Route
+from txregistry.proxy.route import Route
 from txregistry.proxy.upstream import (
     MANIFEST_ACCEPT,
     BodyTooLarge,
@@ -36,9 +36,16 @@ from txregistry.proxy.upstream import (
     remoteName,
 )
 from txregistry.reference import Digest, checkTag, looksLikeDigest
-from txregistry.registry import Registry
+from txregistry.registry import (
+    BlobSource,
+    IRegistry,
+    IRepository,
+    ManifestSource,
+    Registry,
+    Repository,
+)
 from txregistry.registry.cache import ContentCache
-from txregistry.storage import IReader, PathNotFound, layout
+from txregistry.storage import IReader
 
 log = logger(__name__)
 
@@ -95,9 +102,55 @@ def _saidDigest(response: IResponse) -> Digest | None:
         return None
 
 
+@implementer(IRepository)
+class CachedRepository:
+    """
+    A repository served from an upstream through the cache: read as the
+    cache reads it, never written by clients.
+    """
+
+    def __init__(self, cache: PullThroughCache, route: Route) -> None:
+        self.cache = cache
+        self.route = route
+        self.name = route.name
+
+    def checkWritable(self) -> None:
+        raise RegistryError.unsupported(
+            f"repository {self.name} is a cache of upstream {self.route.client.label}: "
+            "pushes and deletes are refused"
+        )
+
+    checkDeletable = checkWritable
+
+    async def blob(self, digest: Digest, head: bool = False) -> BlobSource:
+        return await self.cache.blob(self.route, digest, head)
+
+    async def manifest(self, reference: str, head: bool = False) -> ManifestSource:
+        return await self.cache.manifest(self.route, reference, head)
+
+    async def tags(self) -> list[str]:
+        return await self.cache.tags(self.route)
+
+    async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
+        # What is cached: the upstream's referrers API is not asked.
+        return await self.cache.registry.referrers(self.name).of(subject, artifactType)
+
+    async def _refused(self, *args: object) -> Any:
+        self.checkWritable()
+
+    deleteBlob = mount = putManifest = deleteManifest = _refused
+    startUpload = uploadStatus = appendUpload = finishUpload = cancelUpload = _refused
+
+
+@implementer(IRegistry)
 class PullThroughCache:
     """
-    Repositories of upstream registries, cached in C{registry}'s storage.
+    Repositories of upstream registries, cached in C{registry}'s storage,
+    beside (with C{allowpush}) repositories of the registry's own.
+
+    C{reactor} makes the requests to upstreams; C{clock} says what time it
+    is for everything that expires (tag revalidation, pull records and
+    their ttl, the breaker's back-off, tokens).
     """
 
     def __init__(
@@ -106,22 +159,44 @@ class PullThroughCache:
         config: Proxy,
         reactor: Any = None,
         spoolDirectory: str | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.registry = registry
         self.config = config
         self.reactor = reactor if reactor is not None else defaultReactor
+        self.clock: IReactorTime = clock if clock is not None else self.reactor
         self.spoolDirectory = spoolDirectory
         self.metrics = ProxyMetrics()
         self.clients = {
-            u.name: UpstreamClient(u, config.timeout, self.metrics, self.reactor) for u in config.upstreams
+            u.name: UpstreamClient(u, config.timeout, self.metrics, self.reactor, clock=self.clock)
+            for u in config.upstreams
         }
-        self.record = PullRecord(registry.driver, self.reactor.seconds, self._touchEvery)
+        self.record = registry.pullRecord(self.clock.seconds, self._touchEvery)
         self._downloads: dict[Digest, BlobDownload] = {}
+        self._recording: set[Deferred[None]] = set()
         self._flights: SingleFlight[Any] = SingleFlight()
         # When each tag was last found current upstream, and each
         # repository's tag list: this instance's, bounded by entries.
         self._checked: ContentCache[tuple[str, str], float] = ContentCache(_REMEMBERED)
         self._tagLists: ContentCache[str, tuple[float, list[str]]] = ContentCache(_REMEMBERED)
+
+    # The registry contract.
+
+    def repository(self, name: str, namespace: str | None = None) -> IRepository:
+        route = self.route(name, namespace)
+        if route is not None:
+            return CachedRepository(self, route)
+        refusal = None
+        if not self.config.allowPush:
+            refusal = (
+                "this registry is a pull-through cache: pushes are refused "
+                "(proxy.allowpush: true allows them to repositories that no upstream serves)"
+            )
+        return Repository(self.registry, name, refusal)
+
+    async def catalog(self) -> list[str]:
+        # What is cached, and the repositories of our own.
+        return await self.registry.catalog()
 
     # Which upstream, if any.
 
@@ -153,59 +228,55 @@ class PullThroughCache:
         # A pull moves an entry's eviction by at most a tenth of its ttl.
         return min(self.ttl(name) / 10, 3600.0)
 
-    def checkWritable(self, name: str, ns: str | None = None) -> None:
-        route = self.route(name, ns)
-        if route is not None:
-            raise RegistryError.unsupported(
-                f"repository {name} is a cache of upstream {route.client.label}: "
-                "pushes and deletes are refused"
-            )
-        if not self.config.allowPush:
-            raise RegistryError.unsupported(
-                "this registry is a pull-through cache: pushes are refused "
-                "(proxy.allowpush: true allows them to repositories that no upstream serves)"
-            )
-
     def _touch(self, name: str, kind: str, digest: Digest, size: int) -> None:
+        # Not waited for: the client's answer does not depend on it.
         d = Deferred.fromCoroutine(self.record.touch(name, kind, digest, size))
         d.addErrback(lambda f: log.failure("recording a pull of {digest}", f, digest=digest))
+        self._recording.add(d)
+        d.addBoth(lambda _: self._recording.discard(d))
+
+    async def settled(self) -> None:
+        """
+        Wait for the pulls recorded so far to be in the store.
+        """
+        while self._recording:
+            await DeferredList(list(self._recording))
 
     # Manifests.
 
-    async def manifest(self, route: Route, reference: str, head: bool = False) -> ManifestAnswer:
+    async def manifest(self, route: Route, reference: str, head: bool = False) -> ManifestSource:
         if looksLikeDigest(reference):
             return await self._manifestByDigest(route, Digest.parse(reference))
         return await self._manifestByTag(route, checkTag(reference), head)
 
-    def _answer(self, route: Route, digest: Digest, content: bytes) -> ManifestAnswer:
+    def _answer(self, route: Route, digest: Digest, content: bytes) -> ManifestSource:
         self._touch(route.name, "manifests", digest, len(content))
-        return ManifestAnswer(digest, storedMediaType(content), len(content), content)
+        return ManifestSource(digest, storedMediaType(content), len(content), content)
 
-    def _hit(self, route: Route, cached: ManifestAnswer) -> ManifestAnswer:
+    def _hit(self, route: Route, cached: ManifestSource) -> ManifestSource:
         self.metrics.hits["manifest"] += 1
         assert cached.content is not None
         return self._answer(route, cached.digest, cached.content)
 
-    async def _cached(self, route: Route, reference: str) -> ManifestAnswer | None:
+    async def _cached(self, route: Route, reference: str) -> ManifestSource | None:
         try:
-            stored = await self.registry.manifests(route.name).get(reference)
+            return await self.registry.repository(route.name).manifest(reference)
         except RegistryError as e:
             if e.code == "MANIFEST_UNKNOWN":
                 return None
             raise
-        return ManifestAnswer(stored.digest, stored.mediaType, len(stored.content), stored.content)
 
-    async def _manifestByDigest(self, route: Route, digest: Digest) -> ManifestAnswer:
+    async def _manifestByDigest(self, route: Route, digest: Digest) -> ManifestSource:
         cached = await self._cached(route, str(digest))
         if cached is not None:
             return self._hit(route, cached)
 
-        async def fetch() -> ManifestAnswer:
+        async def fetch() -> ManifestSource:
             content, _ = await self._fetchManifest(route, str(digest), digest)
             return self._answer(route, digest, content)
 
         try:
-            answer: ManifestAnswer = await self._flights.run(("manifest", route.name, str(digest)), fetch)
+            answer: ManifestSource = await self._flights.run(("manifest", route.name, str(digest)), fetch)
         except UpstreamError as e:
             raise asRegistryError(e, RegistryError.manifestUnknown(str(digest))) from None
         return answer
@@ -247,10 +318,10 @@ class PullThroughCache:
         tag = None if looksLikeDigest(reference) else reference
         await self.registry.manifests(route.name).store(digest, content, manifest, tag)
         if tag is not None:
-            self._checked.put((route.name, tag), self.reactor.seconds(), 1)
+            self._checked.put((route.name, tag), self.clock.seconds(), 1)
         return content, digest
 
-    async def _upstreamDigest(self, route: Route, tag: str) -> ManifestAnswer | None:
+    async def _upstreamDigest(self, route: Route, tag: str) -> ManifestSource | None:
         """
         What the upstream's tag points at now, by C{HEAD} (which Docker Hub
         does not count as a pull); C{None} if the upstream did not say.
@@ -265,14 +336,14 @@ class PullThroughCache:
         headers = response.headers
         mediaType = headers.getRawHeaders(b"content-type", [b"application/octet-stream"])[0].decode("latin-1")
         length = headers.getRawHeaders(b"content-length", [b""])[0]
-        return ManifestAnswer(
+        return ManifestSource(
             said, mediaType.split(";")[0].strip(), int(length) if length.isdigit() else 0, None
         )
 
-    async def _manifestByTag(self, route: Route, tag: str, head: bool) -> ManifestAnswer:
+    async def _manifestByTag(self, route: Route, tag: str, head: bool) -> ManifestSource:
         key = (route.name, tag)
         cached = await self._cached(route, tag)
-        now = self.reactor.seconds()
+        now = self.clock.seconds()
         checked = self._checked.get(key)
         if (
             cached is not None
@@ -281,11 +352,11 @@ class PullThroughCache:
         ):
             return self._hit(route, cached)
 
-        async def revalidate() -> ManifestAnswer:
+        async def revalidate() -> ManifestSource:
             if cached is not None or head:
                 current = await self._upstreamDigest(route, tag)
                 if current is not None and cached is not None and current.digest == cached.digest:
-                    self._checked.put(key, self.reactor.seconds(), 1)
+                    self._checked.put(key, self.clock.seconds(), 1)
                     return self._hit(route, cached)
                 if current is not None and head:
                     return current
@@ -293,7 +364,7 @@ class PullThroughCache:
             return self._answer(route, digest, content)
 
         try:
-            answer: ManifestAnswer = await self._flights.run(("tag", route.name, tag, head), revalidate)
+            answer: ManifestSource = await self._flights.run(("tag", route.name, tag, head), revalidate)
         except (UpstreamError, RegistryError) as e:
             if cached is not None and not isinstance(e, UpstreamNotFound):
                 log.warn("serving {name}:{tag} from the cache: {error}", name=route.name, tag=tag, error=e)
@@ -350,11 +421,8 @@ class PullThroughCache:
         (or was cached by another instance), linked into this one; C{None}
         if it is not there.
         """
-        try:
-            size = (await self.registry.driver.stat(layout.blobData(digest))).size
-        except PathNotFound:
-            return None
-        if digest in self._downloads:
+        size = await self.registry.storedSize(digest)
+        if size is None or digest in self._downloads:
             return None
         await self.registry.blobs(route.name).link(digest)
         return size
@@ -379,7 +447,7 @@ class PullThroughCache:
         response = await route.client.request("blob", "GET", route.remote, f"blobs/{digest}", follow=True)
         route.client.check(response, f"blob {digest}")
         download = BlobDownload(
-            self.registry.driver,
+            self.registry,
             route.name,
             digest,
             self.reactor,
@@ -400,7 +468,7 @@ class PullThroughCache:
             log.warn("caching blob {digest} failed: {why}", digest=digest, why=failure.getErrorMessage())
 
         download.done.addCallbacks(stored, failed)
-        await download.start(response)
+        download.start(response)
         return download
 
     # Tags.
@@ -410,7 +478,7 @@ class PullThroughCache:
         The upstream's tags for the repository, fetched at most once per
         revalidation interval; the cached tags when upstream cannot say.
         """
-        now = self.reactor.seconds()
+        now = self.clock.seconds()
         known = self._tagLists.get(route.name)
         if known is not None and now - known[0] < self.config.revalidate.total_seconds():
             return known[1]
@@ -423,7 +491,7 @@ class PullThroughCache:
                 raise asRegistryError(e, RegistryError.nameUnknown(route.name)) from None
             log.warn("serving the tags of {name} from the cache: {error}", name=route.name, error=e)
             return cached
-        self._tagLists.put(route.name, (self.reactor.seconds(), tags), 1)
+        self._tagLists.put(route.name, (self.clock.seconds(), tags), 1)
         return tags
 
     async def _fetchTags(self, route: Route) -> list[str]:
@@ -451,4 +519,5 @@ class PullThroughCache:
         return sorted(set(found))
 
     async def close(self) -> None:
+        await self.settled()
         await DeferredList([client.close() for client in self.clients.values()])

@@ -2,26 +2,24 @@
 One upstream fetch of a blob, shared by every client that asks for it
 while it runs.
 
-The body streams into storage (as an upload, so that a crash leaves
-nothing but what upload purging removes) and into a spool file on local
-disk at once, hashed on the way. Clients read the spool from their own
+The body streams into the registry as an upload of its own (so that a
+crash leaves nothing but what upload purging removes, and the blob
+becomes visible only once the registry has verified its digest) and into
+a spool file on local disk at once. Clients read the spool from their own
 offset as it grows, so a slow client holds neither memory nor the
 upstream connection; slow storage pauses the upstream transport. The
-last byte is handed to clients only once the digest is verified, so no
-client can take a corrupt blob for a whole one, and the blob becomes
-visible in storage only after that check.
+last byte is handed to clients only once the registry has verified and
+stored the blob, so no client can take a corrupt blob for a whole one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
-from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
@@ -29,13 +27,13 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from zope.interface import implementer
 
+from txregistry.errors import RegistryError
 from txregistry.logging import logger
 from txregistry.proxy.metrics import ProxyMetrics
+from txregistry.pump import Pump
 from txregistry.reference import Digest
-from txregistry.registry import createUpload, publishUpload
-from txregistry.registry.blobs import Blobs
-from txregistry.registry.links import deleteIfPresent
-from txregistry.storage import IFileWriter, IReader, IStorageDriver, layout
+from txregistry.registry import IBody, Registry
+from txregistry.storage import IReader
 
 log = logger(__name__)
 
@@ -46,7 +44,18 @@ class DownloadFailed(Exception):
     """
 
 
+@implementer(IBody)
+class _UpstreamBody(Pump):
+    pass
+
+
+@implementer(IPushProducer)
 class _Body(Protocol):
+    """
+    The upstream's response body, fed to the download. As the producer its
+    pump pauses, it keeps the download's idle timer out of the pauses.
+    """
+
     def __init__(self, download: BlobDownload) -> None:
         self.download = download
 
@@ -55,6 +64,20 @@ class _Body(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.download._bodyEnded(reason)
+
+    def pauseProducing(self) -> None:
+        self.download._paused(True)
+        transport: Any = self.transport
+        transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.download._paused(False)
+        transport: Any = self.transport
+        transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        transport: Any = self.transport
+        transport.stopProducing()
 
 
 class BlobDownload:
@@ -66,7 +89,7 @@ class BlobDownload:
 
     def __init__(
         self,
-        driver: IStorageDriver,
+        registry: Registry,
         name: str,
         digest: Digest,
         reactor: Any,
@@ -74,7 +97,7 @@ class BlobDownload:
         spoolDirectory: str | None = None,
         metrics: ProxyMetrics | None = None,
     ) -> None:
-        self.driver = driver
+        self.registry = registry
         self.metrics = metrics if metrics is not None else ProxyMetrics()
         self.digest = digest
         self.names = {name}
@@ -85,15 +108,11 @@ class BlobDownload:
         self.verified = False
         self.done: Deferred[None] = Deferred()
         self._name = name
-        self._uuid: str | None = None
         # Unbuffered: what is written is at once there for readers' preads.
         self._spool = tempfile.TemporaryFile(buffering=0, dir=spoolDirectory)
-        self._hasher = hashlib.new(digest.algorithm)
-        self._writer: IFileWriter | None = None
-        self._queue: deque[bytes] = deque()
-        self._writing = False
-        self._paused = False
-        self._transport: Any = None
+        self._body: _Body | None = None
+        self._pump = _UpstreamBody()
+        self._isPaused = False
         self._bodyDone = False
         self._failure: Failure | None = None
         self._waiters: list[Deferred[None]] = []
@@ -101,22 +120,17 @@ class BlobDownload:
         self._ended = False
         self._idle: IDelayedCall | None = None
 
-    async def start(self, response: IResponse) -> None:
+    def start(self, response: IResponse) -> None:
         """
-        Start writing the response's body; returns once it is flowing.
+        Start taking the response's body into the spool and the registry.
         """
         if response.length is not UNKNOWN_LENGTH:
             self.size = response.length
-        try:
-            self._uuid = await createUpload(self.driver, self._name)
-            self._writer = await self.driver.writer(layout.uploadData(self._name, self._uuid))
-        except BaseException:
-            response.deliverBody(Protocol())
-            self._fail(Failure())
-            raise
-        body = _Body(self)
+        body = self._body = _Body(self)
+        self._pump.producer = body
         response.deliverBody(body)
-        self._transport = body.transport
+        stored = Deferred.fromCoroutine(self.registry.uploads.receive(self._name, self.digest, self._pump))
+        stored.addCallbacks(self._stored, self._storeFailed)
         self._touch()
 
     # The upstream side.
@@ -124,8 +138,13 @@ class BlobDownload:
     def _touch(self) -> None:
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
-        if not self._bodyDone and not self._paused:
+        if not self._bodyDone and not self._isPaused and self._failure is None:
             self._idle = self.reactor.callLater(self.timeout, self._timedOut)
+
+    def _paused(self, paused: bool) -> None:
+        # Waiting on storage is not the upstream being idle.
+        self._isPaused = paused
+        self._touch()
 
     def _timedOut(self) -> None:
         self._fail(Failure(DownloadFailed(f"upstream sent nothing for {self.timeout:.0f} s")))
@@ -134,35 +153,11 @@ class BlobDownload:
         if self._failure is not None:
             return
         self._spool.write(data)
-        self._hasher.update(data)
         self.received += len(data)
         self.metrics.upstreamBytes += len(data)
-        self._queue.append(data)
         self._wake()
-        self._drain()
-        if self._writing and not self._paused:
-            # Storage is slower than the upstream: wait for it.
-            self._paused = True
-            self._transport.pauseProducing()
+        self._pump.received(data)
         self._touch()
-
-    def _drain(self) -> None:
-        while self._queue and not self._writing and self._failure is None:
-            assert self._writer is not None
-            self._writing = True
-            d = self._writer.write(self._queue.popleft())
-            d.addCallbacks(self._wrote, self._fail)
-        if not self._queue and not self._writing:
-            if self._paused:
-                self._paused = False
-                self._transport.resumeProducing()
-                self._touch()
-            if self._bodyDone and self._failure is None and not self.verified:
-                self._finish()
-
-    def _wrote(self, _: object) -> None:
-        self._writing = False
-        self._drain()
 
     def _bodyEnded(self, reason: Failure) -> None:
         self._bodyDone = True
@@ -173,34 +168,29 @@ class BlobDownload:
             self._fail(
                 Failure(DownloadFailed(f"the upstream's response broke off: {reason.getErrorMessage()}"))
             )
-            return
-        self._drain()
-
-    def _finish(self) -> None:
-        actual = self._hasher.hexdigest()
-        if self.size is not None and self.received != self.size:
+        elif self.size is not None and self.received != self.size:
             self._fail(Failure(DownloadFailed(f"upstream sent {self.received} of {self.size} bytes")))
-        elif actual != self.digest.hex:
-            self._fail(
-                Failure(DownloadFailed(f"upstream sent content of digest {self.digest.algorithm}:{actual}"))
-            )
         else:
-            self.verified = True
-            self.size = self.received
-            self._wake()
-            Deferred.fromCoroutine(self._store()).addCallbacks(self._stored, self._fail)
-
-    async def _store(self) -> None:
-        assert self._writer is not None and self._uuid is not None
-        await self._writer.commit()
-        await publishUpload(self.driver, self._name, self._uuid, self.digest)
-        for name in sorted(self.names):
-            await Blobs(self.driver, name).link(self.digest)
+            self._pump.end()
 
     def _stored(self, _: object) -> None:
+        for name in sorted(self.names - {self._name}):
+            link = Deferred.fromCoroutine(self.registry.blobs(name).link(self.digest))
+            link.addErrback(lambda f: log.failure("linking a downloaded blob", f))
+        self.verified = True
+        self.size = self.received
         self._ended = True
+        self._wake()
         self.done.callback(None)
         self._release()
+
+    def _storeFailed(self, failure: Failure) -> None:
+        error = failure.value
+        if isinstance(error, RegistryError) and error.code == "DIGEST_INVALID":
+            failure = Failure(DownloadFailed(f"upstream sent content of digest {error.detail['actual']}"))
+        elif not failure.check(DownloadFailed):
+            failure = Failure(DownloadFailed(f"the blob could not be stored: {failure.getErrorMessage()}"))
+        self._fail(failure)
 
     def _fail(self, failure: Failure) -> None:
         if self._failure is not None or self._ended:
@@ -209,15 +199,10 @@ class BlobDownload:
         self._ended = True
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
-        if not self._bodyDone and self._transport is not None:
-            self._transport.stopProducing()
-        if self._writer is not None:
-            self._writer.cancel().addErrback(lambda _: None)
-        if self._uuid is not None:
-            deleteUpload = Deferred.fromCoroutine(
-                deleteIfPresent(self.driver, layout.upload(self._name, self._uuid))
-            )
-            deleteUpload.addErrback(lambda f: log.failure("removing a failed download", f))
+        if not self._bodyDone and self._body is not None:
+            self._body.stopProducing()
+        # The registry's upload sees the stream break, and throws it away.
+        self._pump.fail(failure)
         self._wake()
         self.done.errback(failure)
         self.done.addErrback(lambda _: None)
@@ -232,7 +217,7 @@ class BlobDownload:
 
     def available(self) -> int:
         """
-        Bytes clients may have: all once verified, all but the last before.
+        Bytes clients may have: all once stored, all but the last before.
         """
         return self.received if self.verified else max(self.received - 1, 0)
 

@@ -18,10 +18,8 @@ from txregistry.errors import RegistryError
 from txregistry.logging import logger
 from txregistry.manifest import parseManifest
 from txregistry.proxy.cache import PullThroughCache
-from txregistry.proxy.record import Entry
 from txregistry.reference import Digest
-from txregistry.registry.links import deleteIfPresent, exists
-from txregistry.storage import PathNotFound, layout
+from txregistry.registry import Entry
 
 log = logger(__name__)
 
@@ -29,7 +27,7 @@ log = logger(__name__)
 class Eviction:
     def __init__(self, cache: PullThroughCache) -> None:
         self.cache = cache
-        self.driver = cache.registry.driver
+        self.registry = cache.registry
         self._holders: Counter[Digest] = Counter()
         self._own: list[str] | None = None
 
@@ -37,7 +35,7 @@ class Eviction:
         """
         One pass; the number of blobs and manifests removed.
         """
-        now = self.cache.reactor.seconds()
+        now = self.cache.clock.seconds()
         entries = await self.cache.record.entries()
         self._holders = Counter(e.digest for e in entries)
         self._own = None
@@ -88,10 +86,12 @@ class Eviction:
     async def _referenced(self, manifests: list[Entry]) -> set[Digest]:
         found: set[Digest] = set()
         for entry in manifests:
+            content = await self.registry.manifestContent(entry.digest)
+            if content is None:
+                continue
             try:
-                content = await self.driver.getContent(layout.blobData(entry.digest))
                 manifest = parseManifest(content)
-            except (PathNotFound, RegistryError):
+            except RegistryError:
                 continue
             found.update(d.digest for d in manifest.blobs)
         return found
@@ -99,7 +99,7 @@ class Eviction:
     async def _removeManifest(self, entry: Entry) -> None:
         try:
             # Its tags, its referrer link and its revision, as a delete would.
-            await self.cache.registry.manifests(entry.name).delete(str(entry.digest))
+            await self.registry.manifests(entry.name).delete(str(entry.digest))
         except RegistryError:
             pass  # Evicted meanwhile, by another instance on the same store.
         if not await self._forget(entry):
@@ -108,7 +108,7 @@ class Eviction:
 
     async def _unlinkBlob(self, entry: Entry) -> None:
         try:
-            await self.cache.registry.blobs(entry.name).delete(entry.digest)
+            await self.registry.blobs(entry.name).delete(entry.digest)
         except RegistryError:
             pass
         await self._forget(entry)
@@ -129,7 +129,7 @@ class Eviction:
         if self._own is None:
             self._own = []
             if self.cache.config.default is None:
-                catalog = await self.cache.registry.catalog()
+                catalog = await self.registry.catalog()
                 self._own = [name for name in catalog if self.cache.route(name) is None]
         return self._own
 
@@ -139,12 +139,9 @@ class Eviction:
         (one no upstream serves) links it.
         """
         for name in await self._ownRepositories():
-            for link in (layout.layerLink(name, digest), layout.revisionLink(name, digest)):
-                if await exists(self.driver, link):
-                    return
-        self.cache.registry.blobSizes.discard(digest)
-        self.cache.registry.manifestCache.discard(digest)
-        await deleteIfPresent(self.driver, layout.blobDirectory(digest))
+            if await self.registry.links(name, digest):
+                return
+        await self.registry.deleteContent(digest)
         log.info("evicted blob {digest}", digest=digest)
 
 
@@ -156,7 +153,7 @@ class EvictionService(TimerService):
     def __init__(self, cache: PullThroughCache) -> None:
         self.eviction = Eviction(cache)
         super().__init__(cache.config.evictionInterval.total_seconds(), self._run)
-        self.clock: Any = cache.reactor
+        self.clock: Any = cache.clock
 
     def _run(self) -> Deferred[None]:
         d = Deferred.fromCoroutine(self.eviction.run())

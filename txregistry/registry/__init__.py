@@ -1,18 +1,33 @@
 """
 The registry's domain: repositories, blobs, uploads, manifests, tags and
-referrers, written against the storage interface alone.
+referrers, written against the storage interface alone, and the contract
+(L{IRegistry}, L{IRepository}) the web layer serves.
 """
 
+from txregistry.registry.interfaces import (
+    BlobSource,
+    IBody,
+    IRegistry,
+    IRepository,
+    ManifestSource,
+    UploadStatus,
+)
+from txregistry.registry.pulls import Entry, PullRecord
 from txregistry.registry.purging import UploadPurger, purgeUploads
 from txregistry.registry.registry import Registry
-from txregistry.registry.uploads import IBody, UploadStatus, createUpload, publishUpload
+from txregistry.registry.repository import Repository
 
 __all__ = [
+    "BlobSource",
+    "Entry",
     "IBody",
+    "IRegistry",
+    "IRepository",
+    "ManifestSource",
+    "PullRecord",
     "Registry",
+    "Repository",
     "UploadPurger",
     "UploadStatus",
-    "createUpload",
-    "publishUpload",
     "purgeUploads",
 ]

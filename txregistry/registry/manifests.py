@@ -17,6 +17,18 @@ from txregistry.registry.tags import Tags
 from txregistry.storage import IStorageDriver, PathNotFound, layout
 
 
+def _existingTag(reference: str) -> str:
+    """
+    A reference to look up that is no digest: a tag, or, where it is not
+    even that, a name that cannot be there (as registry:2 and the OCI
+    conformance suite have it, not an invalid one).
+    """
+    try:
+        return checkTag(reference)
+    except RegistryError:
+        raise RegistryError.manifestUnknown(reference) from None
+
+
 @attrs.frozen
 class StoredManifest:
     digest: Digest
@@ -42,7 +54,7 @@ class Manifests:
     async def _digestOf(self, reference: str) -> Digest:
         if looksLikeDigest(reference):
             return Digest.parse(reference)
-        return await self.tags.resolve(checkTag(reference))
+        return await self.tags.resolve(_existingTag(reference))
 
     async def get(self, reference: str) -> StoredManifest:
         """
@@ -130,7 +142,7 @@ class Manifests:
         it. Content stays in the blob store until garbage collection.
         """
         if not looksLikeDigest(reference):
-            await self.tags.untag(checkTag(reference))
+            await self.tags.untag(_existingTag(reference))
             return
         stored = await self.get(reference)
         for tag in await self.tags.pointingAt(stored.digest):

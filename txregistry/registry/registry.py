@@ -4,23 +4,36 @@ A registry: one store, its repositories and the rules it runs under.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from zope.interface import implementer
+
 from txregistry.errors import RegistryError
 from txregistry.reference import Digest
 from txregistry.registry.blobs import BLOB_SIZE_CACHE_ENTRIES, Blobs
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.catalog import repositories
+from txregistry.registry.interfaces import IRegistry
+from txregistry.registry.links import deleteIfPresent, exists
 from txregistry.registry.manifests import MANIFEST_CACHE_BYTES, Manifests, StoredManifest
+from txregistry.registry.pulls import PullRecord
 from txregistry.registry.referrers import Referrers
+from txregistry.registry.repository import Repository
 from txregistry.registry.tags import Tags
 from txregistry.registry.uploads import Uploads
-from txregistry.storage import IStorageDriver
+from txregistry.storage import IStorageDriver, PathNotFound, layout
 
 
+@implementer(IRegistry)
 class Registry:
     """
     The registry's content on one storage driver. C{readOnly} refuses every
     change (registry:2's maintenance mode); C{deleteEnabled} allows
     deleting blobs, manifests and tags.
+
+    Every write to the store goes through here: uploads (the one way
+    content becomes a blob), manifests and tags, and L{deleteContent},
+    which also forgets what the registry's caches hold of it.
     """
 
     def __init__(self, driver: IStorageDriver, deleteEnabled: bool = False, readOnly: bool = False) -> None:
@@ -30,6 +43,10 @@ class Registry:
         self.uploads = Uploads(driver)
         self.manifestCache: ContentCache[Digest, StoredManifest] = ContentCache(MANIFEST_CACHE_BYTES)
         self.blobSizes: ContentCache[Digest, int] = ContentCache(BLOB_SIZE_CACHE_ENTRIES)
+
+    def repository(self, name: str, namespace: str | None = None) -> Repository:
+        # A registry serves one namespace: containerd's ?ns= names ours.
+        return Repository(self, name)
 
     def blobs(self, name: str) -> Blobs:
         return Blobs(self.driver, name, self.blobSizes)
@@ -45,6 +62,53 @@ class Registry:
 
     async def catalog(self) -> list[str]:
         return await repositories(self.driver)
+
+    def pullRecord(self, clock: Callable[[], float], every: Callable[[str], float]) -> PullRecord:
+        """
+        When content was last pulled from each repository, kept in the
+        store (see L{PullRecord}).
+        """
+        return PullRecord(self.driver, clock, every)
+
+    async def storedSize(self, digest: Digest) -> int | None:
+        """
+        The size of content in the blob store, whichever repository it came
+        for; C{None} where the store does not have it.
+        """
+        try:
+            return (await self.driver.stat(layout.blobData(digest))).size
+        except PathNotFound:
+            return None
+
+    async def manifestContent(self, digest: Digest) -> bytes | None:
+        """
+        The bytes of a manifest in the blob store, whichever repository has
+        it; C{None} where the store does not have it.
+        """
+        try:
+            return await self.driver.getContent(layout.blobData(digest))
+        except PathNotFound:
+            return None
+
+    async def links(self, name: str, digest: Digest) -> bool:
+        """
+        Whether repository C{name} links content C{digest}, as a blob or as
+        a manifest.
+        """
+        for link in (layout.layerLink(name, digest), layout.revisionLink(name, digest)):
+            if await exists(self.driver, link):
+                return True
+        return False
+
+    async def deleteContent(self, digest: Digest) -> bool:
+        """
+        Remove content from the blob store, and from what this registry
+        holds of it in memory. Whether it was there. Repositories that link
+        it are not asked: that is the caller's to have made sure of.
+        """
+        self.blobSizes.discard(digest)
+        self.manifestCache.discard(digest)
+        return await deleteIfPresent(self.driver, layout.blobDirectory(digest))
 
     def checkWritable(self) -> None:
         if self.readOnly:

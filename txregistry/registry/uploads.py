@@ -19,12 +19,13 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock
-from zope.interface import Interface
 
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
 from txregistry.reference import Digest
 from txregistry.registry.blobs import Blobs
+from txregistry.registry.cache import ContentCache
+from txregistry.registry.interfaces import IBody, UploadStatus
 from txregistry.registry.links import deleteIfPresent, exists
 from txregistry.storage import IFileWriter, IStorageDriver, PathNotFound, layout
 from txregistry.storage.streams import hashReader
@@ -34,20 +35,6 @@ log = logger(__name__)
 # registry:2 names uploads with UUIDs; anything else we are handed must at
 # least be one safe path component.
 _UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}")
-
-
-class IBody(Interface):
-    """
-    Bytes arriving from somewhere (a request body), delivered at the pace of
-    whoever takes them.
-    """
-
-    def deliver(sink: Callable[[bytes], Deferred[None]]) -> Deferred[int]:
-        """
-        Call C{sink} with each chunk, waiting for its Deferred before taking
-        in more. Fires with the number of bytes delivered once the body has
-        ended; fails if it was cut short.
-        """
 
 
 def checkUUID(uuid: str) -> str:
@@ -63,12 +50,6 @@ class _Progress:
     hasher: Any
 
 
-@attrs.frozen
-class UploadStatus:
-    uuid: str
-    size: int
-
-
 def _rangeInvalid(size: int) -> RegistryError:
     return RegistryError(
         "RANGE_INVALID",
@@ -78,7 +59,7 @@ def _rangeInvalid(size: int) -> RegistryError:
     )
 
 
-async def createUpload(driver: IStorageDriver, name: str) -> str:
+async def _createUpload(driver: IStorageDriver, name: str) -> str:
     """
     A new upload area in repository C{name}, with the time it was started
     (for purging, as registry:2 keeps it); its UUID.
@@ -89,7 +70,7 @@ async def createUpload(driver: IStorageDriver, name: str) -> str:
     return uuid
 
 
-async def publishUpload(driver: IStorageDriver, name: str, uuid: str, digest: Digest) -> None:
+async def _publishUpload(driver: IStorageDriver, name: str, uuid: str, digest: Digest) -> None:
     """
     Make an upload's committed and verified data blob C{digest} in the
     blob store, and remove the upload. Linking it into a repository is the
@@ -102,6 +83,10 @@ async def publishUpload(driver: IStorageDriver, name: str, uuid: str, digest: Di
         await deleteIfPresent(driver, layout.upload(name, uuid))
 
 
+#: Uploads whose hash so far an instance keeps in memory.
+PROGRESS_ENTRIES = 10_000
+
+
 class Uploads:
     """
     Every upload of a registry, in all its repositories.
@@ -109,7 +94,9 @@ class Uploads:
 
     def __init__(self, driver: IStorageDriver) -> None:
         self.driver = driver
-        self._progress: dict[str, _Progress] = {}
+        # Only a shortcut (see the module's docstring), so bounded: an
+        # upload whose progress was dropped is hashed again from storage.
+        self._progress: ContentCache[str, _Progress] = ContentCache(PROGRESS_ENTRIES)
         self._locks: dict[str, DeferredLock] = {}
 
     async def _locked(self, uuid: str, work: Callable[[], Any]) -> Any:
@@ -123,8 +110,8 @@ class Uploads:
                 self._locks.pop(uuid, None)
 
     async def start(self, name: str) -> UploadStatus:
-        uuid = await createUpload(self.driver, name)
-        self._progress[uuid] = _Progress(name, 0, hashlib.sha256())
+        uuid = await _createUpload(self.driver, name)
+        self._progress.put(uuid, _Progress(name, 0, hashlib.sha256()), 1)
         return UploadStatus(uuid, 0)
 
     async def _open(self, name: str, uuid: str) -> IFileWriter:
@@ -134,7 +121,7 @@ class Uploads:
         """
         checkUUID(uuid)
         if not await exists(self.driver, layout.uploadStartedAt(name, uuid)):
-            self._progress.pop(uuid, None)
+            self._progress.discard(uuid)
             raise RegistryError.uploadUnknown(uuid)
         return await self.driver.writer(layout.uploadData(name, uuid), append=True)
 
@@ -163,7 +150,8 @@ class Uploads:
             if writer.size:
                 log.info("re-hashing {size} bytes of upload {uuid} from storage", size=writer.size, uuid=uuid)
                 hasher, writer = await self._hashFromStorage(writer, "sha256")
-            progress = self._progress[uuid] = _Progress(name, writer.size, hasher)
+            progress = _Progress(name, writer.size, hasher)
+            self._progress.put(uuid, progress, 1)
         return progress, writer
 
     async def status(self, name: str, uuid: str) -> UploadStatus:
@@ -187,7 +175,7 @@ class Uploads:
         except BaseException:
             # The hash may now cover bytes that never reached storage: let
             # the next request compute it again from what is there.
-            self._progress.pop(uuid, None)
+            self._progress.discard(uuid)
             raise
         progress.size = writer.size
 
@@ -239,17 +227,31 @@ class Uploads:
                     "the uploaded content does not match the digest given",
                     {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
                 )
-            await publishUpload(self.driver, name, uuid, digest)
+            await _publishUpload(self.driver, name, uuid, digest)
             await Blobs(self.driver, name).link(digest)
-            self._progress.pop(uuid, None)
+            self._progress.discard(uuid)
             return writer.size
 
         checkUUID(uuid)
         result: int = await self._locked(uuid, finish)
         return result
 
+    async def receive(self, name: str, digest: Digest, body: IBody) -> int:
+        """
+        A whole blob from C{body}, as an upload of its own: verified against
+        C{digest} and made a blob of repository C{name}, or, if anything
+        fails, gone without a trace. Its size.
+        """
+        status = await self.start(name)
+        try:
+            return await self.finish(name, status.uuid, digest, body)
+        except BaseException:
+            self._progress.discard(status.uuid)
+            await deleteIfPresent(self.driver, layout.upload(name, status.uuid))
+            raise
+
     async def _cancel(self, name: str, uuid: str) -> None:
-        self._progress.pop(uuid, None)
+        self._progress.discard(uuid)
         if not await deleteIfPresent(self.driver, layout.upload(name, uuid)):
             raise RegistryError.uploadUnknown(uuid)
 

@@ -4,7 +4,7 @@ The registry's HTTP API as C{twisted.web} resources.
 
 from txregistry.web.channel import RegistryChannel
 from txregistry.web.context import Context
-from txregistry.web.request import RegistryRequest
+from txregistry.web.request import RegistryRequest, SiteRequest
 from txregistry.web.router import RegistryResource, RootResource
 
-__all__ = ["Context", "RegistryChannel", "RegistryRequest", "RegistryResource", "RootResource"]
+__all__ = ["Context", "RegistryChannel", "RegistryRequest", "RegistryResource", "RootResource", "SiteRequest"]

@@ -10,7 +10,6 @@ import re
 from twisted.web.server import Request
 
 from txregistry.errors import RegistryError
-from txregistry.proxy.sources import BlobSource
 from txregistry.reference import Digest
 from txregistry.storage.streams import streamTo
 from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeEmpty
@@ -55,18 +54,9 @@ def _unsatisfiable(size: int) -> RegistryError:
 
 
 class BlobEndpoint(RepositoryEndpoint):
-    async def _source(self, request: Request, digest: Digest) -> BlobSource:
-        route = self.route(request)
-        if route is not None:
-            assert self.context.proxy is not None
-            return await self.context.proxy.blob(route, digest, head=request.method == b"HEAD")
-        blobs = self.context.registry.blobs(self.name)
-        size = await blobs.size(digest)
-        return BlobSource(digest, size, lambda offset: blobs.open(digest, offset), blobs.redirectURL(digest))
-
     async def _serve(self, request: Request) -> None:
         digest = Digest.parse(self.reference)
-        source = await self._source(request, digest)
+        source = await self.repository.blob(digest, head=request.method == b"HEAD")
         size = source.size
         redirect = source.redirect if request.method == b"GET" else None
         if redirect is not None:
@@ -101,7 +91,6 @@ class BlobEndpoint(RepositoryEndpoint):
     get = head = _serve
 
     async def delete(self, request: Request) -> None:
-        self.context.registry.checkDeletable()
         digest = Digest.parse(self.reference)
-        await self.context.registry.blobs(self.name).delete(digest)
+        await self.repository.deleteBlob(digest)
         writeEmpty(request, 202, {"Docker-Content-Digest": str(digest)})

@@ -5,28 +5,22 @@ tell clients where things are.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import attrs
 from twisted.web.server import Request
 
 from txregistry.errors import RegistryError
-from txregistry.registry import Registry
-
-if TYPE_CHECKING:
-    from txregistry.proxy import PullThroughCache
+from txregistry.registry import IRegistry
 
 
 @attrs.frozen
 class Context:
-    registry: Registry
+    registry: IRegistry
     #: registry:2's C{http.host}: the externally visible base URL.
     host: str | None = None
     #: registry:2's C{http.relativeurls}: answer C{Location} with paths only.
     relativeURLs: bool = False
-    #: Set when the registry is a pull-through cache.
-    proxy: PullThroughCache | None = None
 
     def url(self, request: Request, path: str) -> str:
         """

@@ -8,7 +8,6 @@ from __future__ import annotations
 from twisted.web.server import Request
 
 from txregistry.manifest import MAX_MANIFEST_SIZE
-from txregistry.proxy import ManifestAnswer
 from txregistry.reference import looksLikeDigest
 from txregistry.web.request import bodyOf, readBody
 from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeBody, writeEmpty
@@ -16,13 +15,7 @@ from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeBody, 
 
 class ManifestEndpoint(RepositoryEndpoint):
     async def _serve(self, request: Request) -> None:
-        route = self.route(request)
-        if route is None:
-            stored = await self.context.registry.manifests(self.name).get(self.reference)
-            answer = ManifestAnswer(stored.digest, stored.mediaType, len(stored.content), stored.content)
-        else:
-            assert self.context.proxy is not None
-            answer = await self.context.proxy.manifest(route, self.reference, head=request.method == b"HEAD")
+        answer = await self.repository.manifest(self.reference, head=request.method == b"HEAD")
         headers = {"Docker-Content-Digest": str(answer.digest), "ETag": f'"{answer.digest}"'}
         if answer.content is None:
             # A HEAD the upstream answered: nothing was fetched to serve.
@@ -36,8 +29,8 @@ class ManifestEndpoint(RepositoryEndpoint):
 
     async def put(self, request: Request) -> None:
         content = await readBody(bodyOf(request), MAX_MANIFEST_SIZE)
-        manifests = self.context.registry.manifests(self.name)
-        manifest = await manifests.put(self.reference, content, request.getHeader("content-type"))
+        contentType = request.getHeader("content-type")
+        manifest = await self.repository.putManifest(self.reference, content, contentType)
         digest = self.reference if looksLikeDigest(self.reference) else manifest.digest
         headers = {
             "Location": self.context.url(request, f"/v2/{self.name}/manifests/{digest}"),
@@ -48,6 +41,5 @@ class ManifestEndpoint(RepositoryEndpoint):
         writeEmpty(request, 201, headers)
 
     async def delete(self, request: Request) -> None:
-        self.context.registry.checkDeletable()
-        await self.context.registry.manifests(self.name).delete(self.reference)
+        await self.repository.deleteManifest(self.reference)
         writeEmpty(request, 202)

@@ -17,7 +17,7 @@ class ReferrersEndpoint(RepositoryEndpoint):
     async def get(self, request: Request) -> None:
         subject = Digest.parse(self.reference)
         artifactType = query(request, "artifactType")
-        found = await self.context.registry.referrers(self.name).of(subject, artifactType)
+        found = await self.repository.referrers(subject, artifactType)
         headers = {} if artifactType is None else {"OCI-Filters-Applied": "artifactType"}
         index = {
             "schemaVersion": 2,

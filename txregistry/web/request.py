@@ -11,18 +11,19 @@ connection while the resource's sink is busy.
 
 from __future__ import annotations
 
-from collections import deque
+import re
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any, BinaryIO
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from txregistry.pump import Pump
 from txregistry.registry import IBody
 
 # Chunks held while the resource is not yet taking them (it is still looking
@@ -43,146 +44,15 @@ class BodyTooLarge(Exception):
 
 
 @implementer(IBody)
-class StreamedBody:
+class StreamedBody(Pump):
     """
-    The body of a L{RegistryRequest}, as it arrives.
+    The body of a L{RegistryRequest}, as it arrives: the connection is
+    paused while the resource is not taking it.
     """
 
     def __init__(self, request: RegistryRequest) -> None:
-        self._request = request
-        self._buffer: deque[bytes] = deque()
-        self._buffered = 0
-        self._sink: Callable[[bytes], Deferred[None]] | None = None
-        self._busy = False
-        self._paused = False
-        self._ended = False
-        self._failure: Failure | None = None
-        self._flushing = False
-        self._drained: Deferred[None] | None = None
-        self._done: Deferred[int] | None = None
-        self.delivered = 0
-
-    @property
-    def ended(self) -> bool:
-        return self._ended
-
-    def _transport(self) -> Any:
-        channel = getattr(self._request, "channel", None)
-        return channel.transport if channel is not None else None
-
-    def _pause(self) -> None:
-        transport = self._transport()
-        if not self._paused and transport is not None:
-            self._paused = True
-            transport.pauseProducing()
-
-    def _resume(self) -> None:
-        transport = self._transport()
-        if self._paused and transport is not None:
-            self._paused = False
-            transport.resumeProducing()
-
-    def received(self, data: bytes) -> None:
-        self._buffer.append(data)
-        self._buffered += len(data)
-        self._flush()
-        if self._buffered > _BUFFER_LIMIT:
-            self._pause()
-
-    def end(self) -> None:
-        self._ended = True
-        self._flush()
-        if self._drained is not None and not self._drained.called:
-            self._drained.callback(None)
-
-    def fail(self, reason: Failure) -> None:
-        if self._failure is None and not self._ended:
-            self._failure = reason
-            self._finish()
-        if self._drained is not None and not self._drained.called:
-            self._drained.callback(None)
-
-    def discard(self, limit: int = _DISCARD_LIMIT) -> Deferred[None]:
-        """
-        Throw away what arrives from now on: the response has been decided.
-        Fires once the body has ended, or once C{limit} more bytes have been
-        thrown away, whichever is first.
-        """
-        if self._drained is not None:
-            return self._drained
-        drained = self._drained = Deferred()
-        remaining = limit
-
-        def sink(data: bytes) -> Deferred[None]:
-            nonlocal remaining
-            remaining -= len(data)
-            if remaining < 0 and not drained.called:
-                drained.callback(None)
-            return succeed(None)
-
-        self._sink = sink
-        self._buffer.clear()
-        self._buffered = 0
-        self._resume()
-        if self._ended and not drained.called:
-            drained.callback(None)
-        return drained
-
-    def _flush(self) -> None:
-        # Sinks that finish at once (a file write) call back into here; the
-        # guard turns that into another turn of this loop, not recursion.
-        if self._flushing:
-            return
-        self._flushing = True
-        try:
-            while self._sink is not None and not self._busy and self._buffer:
-                data = self._buffer.popleft()
-                self._buffered -= len(data)
-                self.delivered += len(data)
-                self._busy = True
-                try:
-                    d = self._sink(data)
-                except BaseException:
-                    d = fail()
-                d.addCallbacks(self._written, self._sinkFailed)
-        finally:
-            self._flushing = False
-        if self._sink is not None and not self._busy:
-            self._resume()
-            if self._ended:
-                self._finish()
-
-    def _written(self, _: object) -> None:
-        self._busy = False
-        self._flush()
-
-    def _sinkFailed(self, failure: Failure) -> None:
-        self._busy = False
-        if self._failure is None:
-            self._failure = failure
-        self.discard()
-        self._finish()
-
-    def _finish(self) -> None:
-        done, self._done = self._done, None
-        if done is None:
-            return
-        if self._failure is not None:
-            done.errback(self._failure)
-        else:
-            done.callback(self.delivered)
-
-    def deliver(self, sink: Callable[[bytes], Deferred[None]]) -> Deferred[int]:
-        if self._done is not None or self._sink is not None:
-            raise RuntimeError("a request body can be delivered only once")
-        self._done = Deferred()
-        done = self._done
-        if self._failure is not None:
-            self._finish()
-            return done
-        self._sink = sink
-        self._flush()
-        return done
+        transport: Any = request.channel.transport
+        super().__init__(transport, _BUFFER_LIMIT)
 
 
 @implementer(IBody)
@@ -238,6 +108,22 @@ async def readBody(body: IBody, limit: int) -> bytes:
     return bytes(parts)
 
 
+def originForm(target: bytes) -> tuple[bytes, bytes | None]:
+    """
+    The path of a request target and, for an absolute-form target
+    (C{PUT http://host:port/v2/...}, RFC 9112 section 3.2.2), its authority.
+    """
+    scheme, separator, rest = target.partition(b"://")
+    if not separator or scheme.lower() not in (b"http", b"https"):
+        return target, None
+    authority, slash, path = rest.partition(b"/")
+    query = b""
+    if b"?" in authority:
+        authority, _, query = authority.partition(b"?")
+        query = b"?" + query
+    return (slash + path or b"/") + query, authority
+
+
 class RegistryRequest(Request):
     """
     A L{Request} whose body, for paths under C{/v2/}, is streamed to the
@@ -245,18 +131,37 @@ class RegistryRequest(Request):
     """
 
     body: StreamedBody | None = None
+    _gone = False
+
+    def streams(self, path: bytes) -> bool:
+        """
+        Whether the body of a request for C{path} is streamed to the
+        resource: the registry's own paths. Elsewhere the site may serve
+        resources that read C{content}.
+        """
+        return path.startswith(b"/v2/")
 
     def gotLength(self, length: int | None) -> None:
         channel: Any = self.channel
-        path: bytes = getattr(channel, "_path", b"")
-        if length == 0 or not path.startswith(b"/v2/"):
+        # The request line as the channel parsed it: HTTPChannel hands it to
+        # the request only once the whole body is in, and says it nowhere
+        # public before.
+        command, target, version = channel._command, channel._path, channel._version
+        if length == 0 or not self.streams(originForm(target)[0]):
             super().gotLength(length)
             return
         self.content = BytesIO()  # type: ignore[assignment]
         self.body = StreamedBody(self)
-        # Dispatch now, with the request line the channel has parsed, so the
-        # resource is rendered while the body is still to come.
-        super().requestReceived(channel._command, path, channel._version)
+        # Dispatch now, so the resource is rendered while the body is still
+        # to come.
+        self._dispatch(command, target, version)
+
+    def _dispatch(self, command: bytes, target: bytes, version: bytes) -> None:
+        path, authority = originForm(target)
+        if authority is not None and _AUTHORITY.fullmatch(authority):
+            # The target's authority is where the client meant to go.
+            self.requestHeaders.setRawHeaders(b"host", [authority])
+        super().requestReceived(command, path, version)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self.body is None:
@@ -266,11 +171,18 @@ class RegistryRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.body is None:
-            super().requestReceived(command, path, version)
+            self._dispatch(command, path, version)
         else:
             self.body.end()
 
+    def render(self, resrc: Any) -> None:
+        # No Server header: which software and version we are is nobody's
+        # business but ours.
+        self.responseHeaders.removeHeader(b"server")
+        super().render(resrc)
+
     def connectionLost(self, reason: Failure) -> None:
+        self._gone = True
         if self.body is not None:
             self.body.fail(Failure(ConnectionLost("the client went away during the body")))
         super().connectionLost(reason)
@@ -294,8 +206,21 @@ class RegistryRequest(Request):
             # it goes on parsing after we return.
             reactor.callLater(0, self._finishEarly)
 
-        self.body.discard().addCallback(finish)
+        self.body.discard(_DISCARD_LIMIT).addCallback(finish)
 
     def _finishEarly(self) -> None:
-        if not self.finished and not self._disconnected:
+        if not self.finished and not self._gone:
             super().finish()
+
+
+class SiteRequest(RegistryRequest):
+    """
+    The request of a site that is the registry alone: every body streams,
+    so that one sent to a path that takes none is never spooled to disk.
+    """
+
+    def streams(self, path: bytes) -> bool:
+        return True
+
+
+_AUTHORITY = re.compile(rb"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")

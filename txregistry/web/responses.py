@@ -16,7 +16,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
-from txregistry.proxy.sources import Route
+from txregistry.registry import IRepository
 from txregistry.storage import StorageUnavailable
 from txregistry.storage.streams import ConsumerGone
 from txregistry.web.context import Context, query
@@ -86,14 +86,11 @@ def asRegistryError(failure: Failure) -> RegistryError:
             status=413,
         )
     if failure.check(StorageUnavailable):
-        log.failure("storage is unavailable", failure)
+        # Said once, in one line: a traceback per request would only bury it.
+        log.error("storage is unavailable: {why}", why=failure.getErrorMessage())
         return RegistryError.unavailable(f"storage is unavailable: {failure.value}")
     log.failure("request failed", failure)
     return RegistryError("UNKNOWN", "internal server error")
-
-
-def gone(request: Request) -> bool:
-    return bool(getattr(request, "_disconnected", False)) or bool(request.finished)
 
 
 class Endpoint(Resource):
@@ -105,10 +102,6 @@ class Endpoint(Resource):
 
     isLeaf = True
     _methods: list[str] | None = None
-
-    def __init__(self, readOnly: bool = False) -> None:
-        super().__init__()
-        self.readOnly = readOnly
 
     @classmethod
     def methods(cls) -> list[str]:
@@ -128,25 +121,27 @@ class Endpoint(Resource):
             request.setHeader("Allow", ", ".join(allowed))
             writeError(request, RegistryError.unsupported(f"method {method} is not allowed here"))
             return NOT_DONE_YET
-        if method not in _READING:
-            try:
-                self.checkWritable(request)
-            except RegistryError as e:
-                writeError(request, e)
-                return NOT_DONE_YET
+        try:
+            self.prepare(request, method not in _READING)
+        except RegistryError as e:
+            writeError(request, e)
+            return NOT_DONE_YET
+        # Fires once the response is finished or the client has gone:
+        # either way, nobody is left to tell of a failure.
+        over = request.notifyFinish()
+        over.addErrback(lambda _: None)
         d: Deferred[None] = Deferred.fromCoroutine(handler(request))  # type: ignore[arg-type]
-        d.addErrback(self._failed, request)
+        d.addErrback(self._failed, request, over)
         return NOT_DONE_YET
 
-    def checkWritable(self, request: Request) -> None:
+    def prepare(self, request: Request, writing: bool) -> None:
         """
-        Raise the error a request that would change something gets.
+        Get ready for a request, raising the error it gets instead if it
+        cannot be served; C{writing} says whether it would change something.
         """
-        if self.readOnly:
-            raise RegistryError.unsupported("the registry is in read-only mode")
 
-    def _failed(self, failure: Failure, request: Request) -> None:
-        if failure.check(ConsumerGone) or gone(request):
+    def _failed(self, failure: Failure, request: Request, over: Deferred[None]) -> None:
+        if failure.check(ConsumerGone) or over.called:
             return
         if getattr(request, "startedWriting", False):
             # Too late for an error body: cut the response short so the
@@ -164,21 +159,16 @@ class RepositoryEndpoint(Endpoint):
     digest, a tag or an upload's UUID).
     """
 
+    repository: IRepository
+
     def __init__(self, context: Context, name: str, reference: str = "") -> None:
-        super().__init__(context.registry.readOnly)
+        super().__init__()
         self.context = context
         self.name = name
         self.reference = reference
 
-    def checkWritable(self, request: Request) -> None:
-        super().checkWritable(request)
-        if self.context.proxy is not None:
-            self.context.proxy.checkWritable(self.name, query(request, "ns"))
-
-    def route(self, request: Request) -> Route | None:
-        """
-        The upstream this repository is served from, if it is.
-        """
-        if self.context.proxy is None:
-            return None
-        return self.context.proxy.route(self.name, query(request, "ns"))
+    def prepare(self, request: Request, writing: bool) -> None:
+        # containerd names the registry it means with ?ns=.
+        self.repository = self.context.registry.repository(self.name, query(request, "ns"))
+        if writing:
+            self.repository.checkWritable()

@@ -18,7 +18,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txregistry.errors import RegistryError
 from txregistry.reference import checkName
-from txregistry.registry import Registry
+from txregistry.registry import IRegistry
 from txregistry.web.base import BaseEndpoint
 from txregistry.web.blobs import BlobEndpoint
 from txregistry.web.catalog import CatalogEndpoint
@@ -104,7 +104,7 @@ class RegistryResource(Resource):
 
     def __init__(
         self,
-        registry: Registry,
+        registry: IRegistry,
         context: Context | None = None,
         headers: Mapping[str, Sequence[str]] | None = None,
     ) -> None:

@@ -13,12 +13,7 @@ from txregistry.web.responses import RepositoryEndpoint, writeJSON
 class TagsEndpoint(RepositoryEndpoint):
     async def get(self, request: Request) -> None:
         path = f"/v2/{self.name}/tags/list"
-        route = self.route(request)
-        if route is None:
-            every = await self.context.registry.tags(self.name).all()
-        else:
-            assert self.context.proxy is not None
-            every = await self.context.proxy.tags(route)
+        every = await self.repository.tags()
         tags, headers = paginate(request, every, path)
         writeJSON(request, 200, {"name": self.name, "tags": tags}, headers=headers)
 

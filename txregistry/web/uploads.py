@@ -13,7 +13,7 @@ from twisted.web.server import Request
 from txregistry.errors import RegistryError
 from txregistry.reference import Digest, checkName
 from txregistry.registry import UploadStatus
-from txregistry.web.context import Context, query
+from txregistry.web.context import query
 from txregistry.web.request import bodyOf
 from txregistry.web.responses import RepositoryEndpoint, writeEmpty
 
@@ -48,10 +48,6 @@ def parseContentRange(request: Request) -> int | None:
 
 
 class _Uploads(RepositoryEndpoint):
-    def __init__(self, context: Context, name: str, reference: str = "") -> None:
-        super().__init__(context, name, reference)
-        self.uploads = context.registry.uploads
-
     def _location(self, request: Request, uuid: str) -> str:
         return self.context.url(request, f"/v2/{self.name}/blobs/uploads/{uuid}")
 
@@ -94,14 +90,14 @@ class StartUploadEndpoint(_Uploads):
         if mount is not None and source is not None:
             mounted = Digest.parse(mount)
             checkName(source)
-            if await self.context.registry.blobs(self.name).mount(mounted, source) is not None:
+            if await self.repository.mount(mounted, source) is not None:
                 self._created(request, mounted)
                 return
-        upload = await self.uploads.start(self.name)
+        upload = await self.repository.startUpload()
         if digest is None:
             self._progress(request, 202, upload)
             return
-        await self.uploads.finish(self.name, upload.uuid, digest, bodyOf(request))
+        await self.repository.finishUpload(upload.uuid, digest, bodyOf(request), None)
         self._created(request, digest)
 
 
@@ -112,7 +108,7 @@ class UploadEndpoint(_Uploads):
 
     async def patch(self, request: Request) -> None:
         start = parseContentRange(request)
-        upload = await self.uploads.append(self.name, self.reference, bodyOf(request), start)
+        upload = await self.repository.appendUpload(self.reference, bodyOf(request), start)
         self._progress(request, 202, upload)
 
     async def put(self, request: Request) -> None:
@@ -124,13 +120,13 @@ class UploadEndpoint(_Uploads):
         hasBody = request.getHeader("content-length") not in (None, "0") or request.getHeader(
             "transfer-encoding"
         )
-        await self.uploads.finish(self.name, self.reference, digest, body if hasBody else None, start)
+        await self.repository.finishUpload(self.reference, digest, body if hasBody else None, start)
         self._created(request, digest)
 
     async def get(self, request: Request) -> None:
-        upload = await self.uploads.status(self.name, self.reference)
+        upload = await self.repository.uploadStatus(self.reference)
         self._progress(request, 204, upload)
 
     async def delete(self, request: Request) -> None:
-        await self.uploads.cancel(self.name, self.reference)
+        await self.repository.cancelUpload(self.reference)
         writeEmpty(request, 204)
