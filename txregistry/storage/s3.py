@@ -16,11 +16,12 @@ import hashlib
 import time
 import xml.etree.ElementTree as ET
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import attrs
 import treq
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults, succeed
 from twisted.internet.protocol import Protocol, connectionDone
@@ -146,6 +147,131 @@ class _ObjectReader:
             self._body = None
 
 
+@attrs.frozen
+class Part:
+    """
+    A part of a multipart upload, as the upload's completion names it.
+    """
+
+    number: int
+    etag: str
+    size: int
+
+
+class MultipartUpload:
+    """
+    A multipart upload at one key, and the parts it holds: the parts are
+    added in any order, and the upload completes them in order of number.
+    """
+
+    def __init__(self, client: S3Client, key: str, uploadID: str) -> None:
+        self.client = client
+        self.key = key
+        self.uploadID = uploadID
+        self.parts: list[Part] = []
+
+    @classmethod
+    async def start(cls, client: S3Client, key: str, headers: dict[str, str]) -> MultipartUpload:
+        """
+        A new upload at C{key}, whose object will have C{headers}.
+        """
+        root = await client.requestXML("POST", key, query={"uploads": None}, headers=headers, retry=True)
+        return cls(client, key, findText(root, "{}UploadId"))
+
+    @classmethod
+    async def latest(cls, client: S3Client, key: str) -> MultipartUpload | None:
+        """
+        The upload at C{key} started last and not yet completed or aborted,
+        if any, its parts not yet listed.
+        """
+        root = await client.requestXML("GET", "", query={"uploads": None, "prefix": key})
+        found = [
+            (findText(upload, "{}Initiated"), findText(upload, "{}UploadId"))
+            for upload in findAll(root, "{}Upload")
+            if findText(upload, "{}Key") == key
+        ]
+        return cls(client, key, max(found)[1]) if found else None
+
+    @property
+    def size(self) -> int:
+        return sum(part.size for part in self.parts)
+
+    def _query(self, number: int | None = None) -> dict[str, str | None]:
+        query: dict[str, str | None] = {"uploadId": self.uploadID}
+        if number is not None:
+            query["partNumber"] = str(number)
+        return query
+
+    async def listParts(self) -> list[Part]:
+        """
+        The parts S3 holds for this upload, in order, which become the
+        parts it has.
+        """
+        parts: list[Part] = []
+        marker = "0"
+        while True:
+            root = await self.client.requestXML(
+                "GET", self.key, query={**self._query(), "part-number-marker": marker}
+            )
+            for part in findAll(root, "{}Part"):
+                parts.append(
+                    Part(
+                        int(findText(part, "{}PartNumber")),
+                        findText(part, "{}ETag"),
+                        int(findText(part, "{}Size")),
+                    )
+                )
+            if findText(root, "{}IsTruncated") != "true":
+                self.parts = sorted(parts, key=lambda part: part.number)
+                return self.parts
+            marker = findText(root, "{}NextPartNumberMarker")
+
+    async def uploadPart(self, number: int, data: bytes) -> None:
+        response = await self.client.request("PUT", self.key, query=self._query(number), body=data)
+        await treq.content(response)
+        self.parts.append(Part(number, response.headers.getRawHeaders("etag", [""])[0], len(data)))
+
+    async def copyPart(self, number: int, sourceKey: str, start: int, end: int) -> None:
+        """
+        Make bytes C{start} to C{end} (inclusive) of the object at
+        C{sourceKey} part C{number}, within S3.
+        """
+        root = await self.client.requestXML(
+            "PUT",
+            self.key,
+            query=self._query(number),
+            headers={
+                "x-amz-copy-source": f"/{self.client.endpoint.bucket}/{sourceKey}",
+                "x-amz-copy-source-range": f"bytes={start}-{end}",
+            },
+        )
+        self.parts.append(Part(number, findText(root, "{}ETag"), end - start + 1))
+
+    async def complete(self) -> None:
+        """
+        Make the parts the object at the key.
+        """
+        body = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f"<Part><PartNumber>{part.number}</PartNumber><ETag>{part.etag}</ETag></Part>"
+                for part in sorted(self.parts, key=lambda part: part.number)
+            )
+            + "</CompleteMultipartUpload>"
+        )
+        response = await self.client.request(
+            "POST", self.key, query=self._query(), body=body.encode(), retry=True
+        )
+        content = await treq.content(response)
+        # S3 may answer 200 and still report an error in the body.
+        if b"<Error>" in content:
+            root = ET.fromstring(content)
+            raise StorageUnavailable(f"S3 could not complete {self.key}: {root.findtext('Message')}")
+
+    async def abort(self) -> None:
+        await self.client.request("DELETE", self.key, query=self._query(), ok=(200, 204, 404))
+
+
 @implementer(IFileWriter)
 class _MultipartWriter:
     """
@@ -161,42 +287,13 @@ class _MultipartWriter:
         self._driver = driver
         self._client = driver.client
         self._key = driver.key(path)
-        self._uploadID: str | None = None
-        self._parts: list[tuple[int, str, int]] = []
+        self._upload: MultipartUpload | None = None
         self._pending = bytearray()
         # What open() found that must be dealt with before more is sent: a
         # small last part to finish, or a finished object of this many bytes
         # to continue from.
         self._restart = False
         self._existing = 0
-
-    async def _existingUpload(self) -> str | None:
-        root = await self._client.requestXML("GET", "", query={"uploads": None, "prefix": self._key})
-        found = [
-            (findText(upload, "{}Initiated"), findText(upload, "{}UploadId"))
-            for upload in findAll(root, "{}Upload")
-            if findText(upload, "{}Key") == self._key
-        ]
-        return max(found)[1] if found else None
-
-    async def _listParts(self, uploadID: str) -> list[tuple[int, str, int]]:
-        parts: list[tuple[int, str, int]] = []
-        marker = "0"
-        while True:
-            root = await self._client.requestXML(
-                "GET", self._key, query={"uploadId": uploadID, "part-number-marker": marker}
-            )
-            for part in findAll(root, "{}Part"):
-                parts.append(
-                    (
-                        int(findText(part, "{}PartNumber")),
-                        findText(part, "{}ETag"),
-                        int(findText(part, "{}Size")),
-                    )
-                )
-            if findText(root, "{}IsTruncated") != "true":
-                return sorted(parts)
-            marker = findText(root, "{}NextPartNumberMarker")
 
     async def open(self, append: bool) -> None:
         """
@@ -206,13 +303,13 @@ class _MultipartWriter:
         if not append:
             await self._abortAll()
             return
-        uploadID = await self._existingUpload()
-        if uploadID is not None:
-            self._uploadID = uploadID
-            self._parts = await self._listParts(uploadID)
-            self.size = sum(size for _, _, size in self._parts)
+        upload = await MultipartUpload.latest(self._client, self._key)
+        if upload is not None:
+            self._upload = upload
+            parts = await upload.listParts()
+            self.size = upload.size
             # A small last part cannot be followed by another.
-            self._restart = bool(self._parts) and self._parts[-1][2] < MIN_PART_SIZE
+            self._restart = bool(parts) and parts[-1].size < MIN_PART_SIZE
             return
         info = await self._driver._head(self.path)
         if info is not None:
@@ -223,10 +320,10 @@ class _MultipartWriter:
         Before more data goes to S3: make what the file already holds the
         start of the upload that takes it.
         """
-        if self._restart:
+        if self._restart and self._upload is not None:
             # Finish the upload and continue from the object it makes.
             self._restart = False
-            stored = sum(size for _, _, size in self._parts)
+            stored = self._upload.size
             await self._complete()
             self._existing = stored
         if self._existing:
@@ -234,39 +331,19 @@ class _MultipartWriter:
             if existing < MIN_PART_SIZE:
                 self._pending[:0] = await self._driver.getContent(self.path)
                 return
-            await self._start()
+            upload = self._upload = await self._start()
             # The object so far becomes the first parts, copied within S3.
             for start in range(0, existing, MAX_COPY_SIZE):
                 end = min(start + MAX_COPY_SIZE, existing) - 1
-                await self._copyPart(len(self._parts) + 1, start, end)
+                await upload.copyPart(len(upload.parts) + 1, self._key, start, end)
 
-    async def _copyPart(self, number: int, start: int, end: int) -> None:
-        root = await self._client.requestXML(
-            "PUT",
-            self._key,
-            query={"partNumber": str(number), "uploadId": self._uploadID or ""},
-            headers={
-                "x-amz-copy-source": f"/{self._client.endpoint.bucket}/{self._key}",
-                "x-amz-copy-source-range": f"bytes={start}-{end}",
-            },
-        )
-        self._parts.append((number, findText(root, "{}ETag"), end - start + 1))
-
-    async def _start(self) -> None:
-        root = await self._client.requestXML(
-            "POST", self._key, query={"uploads": None}, headers=self._driver.objectHeaders(), retry=True
-        )
-        self._uploadID = findText(root, "{}UploadId")
+    async def _start(self) -> MultipartUpload:
+        return await MultipartUpload.start(self._client, self._key, self._driver.objectHeaders())
 
     async def _uploadPart(self, data: bytes) -> None:
-        if self._uploadID is None:
-            await self._start()
-        number = len(self._parts) + 1
-        response = await self._client.request(
-            "PUT", self._key, query={"partNumber": str(number), "uploadId": self._uploadID or ""}, body=data
-        )
-        await treq.content(response)
-        self._parts.append((number, response.headers.getRawHeaders("etag", [""])[0], len(data)))
+        if self._upload is None:
+            self._upload = await self._start()
+        await self._upload.uploadPart(len(self._upload.parts) + 1, data)
 
     async def _flushFull(self) -> None:
         await self._prepare()
@@ -294,46 +371,29 @@ class _MultipartWriter:
         return ensureDeferred(self._close())
 
     async def _complete(self) -> None:
-        body = (
-            "<CompleteMultipartUpload>"
-            + "".join(
-                f"<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"
-                for number, etag, _ in self._parts
-            )
-            + "</CompleteMultipartUpload>"
-        )
-        response = await self._client.request(
-            "POST", self._key, query={"uploadId": self._uploadID or ""}, body=body.encode(), retry=True
-        )
-        content = await treq.content(response)
-        # S3 may answer 200 and still report an error in the body.
-        if b"<Error>" in content:
-            root = ET.fromstring(content)
-            raise StorageUnavailable(f"S3 could not complete {self._key}: {root.findtext('Message')}")
-        self._uploadID = None
-        self._parts = []
+        if self._upload is not None:
+            await self._upload.complete()
+            self._upload = None
 
     async def _commit(self) -> None:
-        if self._uploadID is None and not self._existing:
+        if self._upload is None and not self._existing:
             # All there is fits in one request: no multipart upload.
             await self._driver.putContent(self.path, bytes(self._pending))
             self._pending.clear()
             return
-        if not self._pending and self._uploadID is None:
+        if not self._pending and self._upload is None:
             # A finished object, and nothing new for it.
             return
         await self._close()
-        if self._uploadID is not None:
-            await self._complete()
+        await self._complete()
 
     def commit(self) -> Deferred[None]:
         return ensureDeferred(self._commit())
 
     async def _abortAll(self) -> None:
-        while (uploadID := await self._existingUpload()) is not None:
-            await self._client.request("DELETE", self._key, query={"uploadId": uploadID}, ok=(200, 204, 404))
-        self._uploadID = None
-        self._parts = []
+        while (upload := await MultipartUpload.latest(self._client, self._key)) is not None:
+            await upload.abort()
+        self._upload = None
 
     async def _cancel(self) -> None:
         self._pending.clear()
@@ -342,6 +402,17 @@ class _MultipartWriter:
 
     def cancel(self) -> Deferred[None]:
         return ensureDeferred(self._cancel())
+
+
+@attrs.frozen
+class _Page:
+    """
+    A page of a listing: its keys, and its common prefixes (with their
+    slash) when the listing is by directory.
+    """
+
+    keys: list[str]
+    prefixes: list[str]
 
 
 #: How long a redirect to a blob is good for: registry:2's 20 minutes.
@@ -465,6 +536,21 @@ class S3Driver:
             query["continuation-token"] = token
         return await self.client.requestXML("GET", "", query=query)
 
+    async def _listing(self, prefix: str, delimiter: bool) -> AsyncIterator[_Page]:
+        """
+        The pages of the listing of the keys below C{prefix}, all of them.
+        """
+        token = None
+        while True:
+            root = await self._listPage(prefix, token, delimiter)
+            yield _Page(
+                [findText(content, "{}Key") for content in findAll(root, "{}Contents")],
+                [findText(common, "{}Prefix") for common in findAll(root, "{}CommonPrefixes")],
+            )
+            if findText(root, "{}IsTruncated") != "true":
+                return
+            token = findText(root, "{}NextContinuationToken")
+
     def stat(self, path: str) -> Deferred[FileInfo]:
         async def stat() -> FileInfo:
             info = await self._head(path)
@@ -485,20 +571,11 @@ class S3Driver:
             if prefix == "/":
                 prefix = ""
             found: list[str] = []
-            token = None
-            while True:
-                root = await self._listPage(prefix, token, True)
-                for common in findAll(root, "{}CommonPrefixes"):
-                    found.append(self._path(findText(common, "{}Prefix").rstrip("/")))
-                for content in findAll(root, "{}Contents"):
-                    key = findText(content, "{}Key")
-                    # Folder markers (the S3 console's, a filer's emptied
-                    # directories) are not files.
-                    if not key.endswith("/"):
-                        found.append(self._path(key))
-                if findText(root, "{}IsTruncated") != "true":
-                    break
-                token = findText(root, "{}NextContinuationToken")
+            async for page in self._listing(prefix, delimiter=True):
+                found += [self._path(common.rstrip("/")) for common in page.prefixes]
+                # Folder markers (the S3 console's, a filer's emptied
+                # directories) are not files.
+                found += [self._path(key) for key in page.keys if not key.endswith("/")]
             if not found:
                 raise PathNotFound(path)
             return found
@@ -513,28 +590,17 @@ class S3Driver:
             if root.tag.endswith("Error"):
                 raise StorageUnavailable(f"S3 could not copy {source}: {root.findtext('Message')}")
             return
-        writer = _MultipartWriter(self, destination)
-        await writer._start()
+        upload = await MultipartUpload.start(self.client, self.key(destination), self.objectHeaders())
         limit = DeferredSemaphore(self.multipartCopyConcurrency)
-        starts = range(0, size, self.multipartCopyChunkSize)
-        results: dict[int, tuple[int, str, int]] = {}
-
-        async def copyPart(number: int, start: int) -> None:
-            end = min(start + self.multipartCopyChunkSize, size) - 1
-            root = await self.client.requestXML(
-                "PUT",
-                self.key(destination),
-                query={"partNumber": str(number), "uploadId": writer._uploadID or ""},
-                headers={"x-amz-copy-source": sourceKey, "x-amz-copy-source-range": f"bytes={start}-{end}"},
-            )
-            results[number] = (number, findText(root, "{}ETag"), end - start + 1)
-
+        chunk = self.multipartCopyChunkSize
         await gatherResults(
-            [limit.run(copyPart, number, start) for number, start in enumerate(starts, 1)],
+            [
+                limit.run(upload.copyPart, number, self.key(source), start, min(start + chunk, size) - 1)
+                for number, start in enumerate(range(0, size, chunk), 1)
+            ],
             consumeErrors=True,
         )
-        writer._parts = [results[n] for n in sorted(results)]
-        await writer._complete()
+        await upload.complete()
 
     def move(self, source: str, destination: str) -> Deferred[None]:
         async def move() -> None:
@@ -553,13 +619,8 @@ class S3Driver:
             keys = []
             if await self._head(path) is not None:
                 keys.append(key)
-            token = None
-            while True:
-                root = await self._listPage(prefix, token, False)
-                keys += [findText(c, "{}Key") for c in findAll(root, "{}Contents")]
-                if findText(root, "{}IsTruncated") != "true":
-                    break
-                token = findText(root, "{}NextContinuationToken")
+            async for page in self._listing(prefix, delimiter=False):
+                keys += page.keys
             if not keys:
                 raise PathNotFound(path)
             for start in range(0, len(keys), _DELETE_BATCH):
