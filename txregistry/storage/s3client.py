@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from twisted.internet import reactor as defaultReactor
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectError, ConnectionLost, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseFailed
@@ -107,9 +107,10 @@ def findText(element: ET.Element, path: str) -> str:
 class S3Client:
     """
     Requests to one bucket: signed, retried with back-off when S3 fails in
-    a way that may pass (5xx, timeouts, dropped connections) and the
-    request may be repeated, and failing with L{StorageUnavailable} when it
-    does not pass.
+    a way that may pass (5xx, timeouts, dropped connections, a host name
+    that does not resolve) and the request may be repeated, and failing
+    with L{StorageUnavailable} when it does not pass. Redirects are not
+    followed: they are refusals.
     """
 
     def __init__(
@@ -200,10 +201,18 @@ class S3Client:
                     data=body or None,
                     unbuffered=True,
                     timeout=self.timeout,
+                    allow_redirects=False,
                 )
-            except (ConnectError, ConnectionLost, ResponseFailed, TimeoutError, CancelledError) as e:
+            except (
+                ConnectError,
+                ConnectionLost,
+                DNSLookupError,
+                ResponseFailed,
+                TimeoutError,
+                CancelledError,
+            ) as e:
                 if last:
-                    raise StorageUnavailable(f"S3 {method} {key or '/'}: {e}") from None
+                    raise _unreachable(method, key, url, e) from None
                 log.warn("S3 {method} {key} failed ({error}), trying again", method=method, key=key, error=e)
             else:
                 if response.code in ok:
@@ -212,6 +221,14 @@ class S3Client:
                 error = _parseError(response.code, content)
                 if response.code == 404 and error.code != "NoSuchBucket":
                     raise error
+                if 300 <= response.code < 400:
+                    # A bucket in another region, a proxy in the way: not
+                    # followed, as the signature is for this endpoint alone.
+                    location = response.headers.getRawHeaders("location", ["nowhere given"])[0]
+                    raise StorageUnavailable(
+                        f"S3 {method} {key or '/'}: redirected with {response.code} to {location}, not"
+                        " followed (are storage.s3.region and regionendpoint the bucket's?)"
+                    )
                 if response.code < 500 and response.code != 429:
                     raise StorageUnavailable(f"S3 {method} {key or '/'}: {error.code}: {error.message}")
                 if last:
@@ -234,6 +251,12 @@ class S3Client:
 
     def close(self) -> Deferred[None]:
         return self.pool.closeCachedConnections()
+
+
+def _unreachable(method: str, key: str, url: str, error: Exception) -> StorageUnavailable:
+    if isinstance(error, DNSLookupError):
+        return StorageUnavailable(f"S3 endpoint {urlsplit(url).hostname} cannot be resolved")
+    return StorageUnavailable(f"S3 {method} {key or '/'}: {error}")
 
 
 def _parseError(status: int, content: bytes) -> S3Error:

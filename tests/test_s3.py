@@ -1,0 +1,185 @@
+"""
+The S3 driver where S3 is not where it should be: an endpoint that
+redirects, a host name that does not resolve; and copies made of parts.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest_twisted
+from botocore.credentials import Credentials
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import (
+    IHostResolution,
+    IReactorPluggableNameResolver,
+    IReactorTCP,
+    IReactorTime,
+    IResolutionReceiver,
+)
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from zope.interface import implementer
+
+import txregistry
+from tests.helpers import serving
+from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFS
+from tests.test_drivers import failsWith
+from txregistry.registry import Registry
+from txregistry.storage import PathNotFound, StorageUnavailable
+from txregistry.storage.s3 import S3Driver
+from txregistry.storage.s3client import Endpoint, S3Client
+
+CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
+
+
+class Answering(Resource):
+    """
+    A web server that counts the requests it is sent, and answers them
+    all with C{code}, and a Location if given one.
+    """
+
+    isLeaf = True
+
+    def __init__(self, code: int, location: str | None = None) -> None:
+        super().__init__()
+        self.code = code
+        self.location = location
+        self.requests = 0
+
+    def render(self, request: Request) -> bytes:
+        self.requests += 1
+        request.setResponseCode(self.code)
+        if self.location is not None:
+            request.setHeader("Location", self.location + request.uri.decode())
+        return b"content from elsewhere"
+
+
+@asynccontextmanager
+async def listening(resource: Resource) -> AsyncIterator[str]:
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(resource))
+    try:
+        yield f"http://127.0.0.1:{port.getHost().port}"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_s3_redirect_is_unavailability_and_not_followed() -> None:
+    elsewhere = Answering(200)
+    async with listening(elsewhere) as elsewhereURL:
+        async with listening(Answering(307, elsewhereURL)) as s3URL:
+            client = S3Client(Endpoint(s3URL, BUCKET, pathStyle=True), REGION, CREDENTIALS, retries=1)
+            driver = S3Driver(client, "/redirected")
+            try:
+                for attempt in (driver.getContent("/file"), driver.stat("/file")):
+                    error = await failsWith(attempt, StorageUnavailable)
+                    assert "307" in str(error), error
+                    assert f"{elsewhereURL}/{BUCKET}/redirected/file" in str(error), error
+                # A redirect does not pass: asked once, not again.
+                assert dict(client.requests) == {"GET": 1, "HEAD": 1}
+            finally:
+                await client.close()
+    assert elsewhere.requests == 0
+
+
+@implementer(IHostResolution)
+class _Resolution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        pass
+
+
+class _NothingResolves:
+    """
+    A name resolver that finds no address for any name, at once: what the
+    system's resolver reports for a name the DNS does not know.
+    """
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
+        resolution = _Resolution(hostName)
+        resolutionReceiver.resolutionBegan(resolution)
+        resolutionReceiver.resolutionComplete()
+        return resolution
+
+
+@implementer(IReactorTCP, IReactorTime, IReactorPluggableNameResolver)
+class _ReactorWithoutDNS:
+    """
+    The reactor, but with a name resolver that resolves nothing.
+    """
+
+    nameResolver = _NothingResolves()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
+
+
+def unresolvable() -> S3Client:
+    endpoint = Endpoint("http://nosuch.invalid:9000", BUCKET, pathStyle=True)
+    return S3Client(endpoint, REGION, CREDENTIALS, retries=1, reactor=_ReactorWithoutDNS())
+
+
+@pytest_twisted.ensureDeferred
+async def test_s3_host_that_does_not_resolve_is_unavailability() -> None:
+    client = unresolvable()
+    driver = S3Driver(client, "/nowhere")
+    try:
+        for attempt in (driver.getContent("/file"), driver.checkHealth()):
+            error = await failsWith(attempt, StorageUnavailable)
+            assert str(error) == "S3 endpoint nosuch.invalid cannot be resolved"
+        # Tried again, as a refused connection is.
+        assert client.requests["GET"] == 4
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_registry_on_s3_host_that_does_not_resolve_answers_unavailable() -> None:
+    client = unresolvable()
+    config = txregistry.parseConfig("version: 0.1\nstorage:\n  inmemory:\n", environ={})
+    site = txregistry.site(config, Registry(S3Driver(client, "/nowhere")))
+    try:
+        async with serving(None, site) as http:
+            response = await http.request("GET", f"/v2/some/name/blobs/sha256:{'0' * 64}")
+            assert response.code == 503, response
+            assert response.errorCode() == "UNAVAILABLE"
+            assert "nosuch.invalid cannot be resolved" in response.json()["errors"][0]["message"]
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_move_copies_a_large_file_in_parts(seaweedfs: SeaweedFS) -> None:
+    client = S3Client(Endpoint(seaweedfs.endpoint, BUCKET, pathStyle=True), REGION, CREDENTIALS)
+    part = 5 * 1024 * 1024
+    driver = S3Driver(
+        client,
+        f"/tests/{uuid.uuid4()}",
+        multipartCopyThreshold=part,
+        multipartCopyChunkSize=part,
+        multipartCopyConcurrency=2,
+    )
+    try:
+        content = os.urandom(2 * part + 12345)
+        await driver.putContent("/from", content)
+        before = client.requests["PUT"]
+        await driver.move("/from", "/to")
+        # Three parts copied within S3.
+        assert client.requests["PUT"] - before == 3
+        assert await driver.getContent("/to") == content
+        await failsWith(driver.getContent("/from"), PathNotFound)
+    finally:
+        await client.close()
