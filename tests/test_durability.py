@@ -4,8 +4,10 @@ readers, uploads that survive a restart, and a store that a kill -9 cannot
 corrupt.
 """
 
+import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -36,6 +38,40 @@ def test_large_blob_in_bounded_memory(process: RegistryProcess) -> None:
     roundTripInBoundedMemory(process, 512 * MiB, 64 * MiB, 128 * 1024, 0.001)
 
 
+def sendUntilCut(sock: socket.socket, size: int, sent: list[int]) -> None:
+    """
+    Send C{size} bytes of body, adding to C{sent[0]} as they go out, until
+    all are sent or the peer cuts the connection.
+    """
+    chunk = b"x" * MiB
+    try:
+        while sent[0] < size:
+            sock.sendall(chunk[: size - sent[0]])
+            sent[0] += min(len(chunk), size - sent[0])
+    except OSError:
+        pass
+
+
+def readUntilClosed(sock: socket.socket, deadline: float) -> bytes:
+    """
+    Everything the peer sends until it closes the connection (an end of
+    file, or a reset once we have read what came before it); fail if it has
+    not closed it by C{deadline}.
+    """
+    received = b""
+    while True:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        except TimeoutError:
+            pytest.fail(f"the connection was still open at the deadline, after {received!r}")
+        if not data:
+            return received
+        received += data
+
+
 def test_early_error_on_large_body_keeps_server_well(process: RegistryProcess) -> None:
     unknown = "/v2/big/blobs/uploads/0f0e4c1a-8b7b-4a4e-9d7e-3d2b9e9a0b1c"
     # A body a little under what is read and thrown away: the answer arrives whole.
@@ -43,14 +79,41 @@ def test_early_error_on_large_body_keeps_server_well(process: RegistryProcess) -
     assert response.status == 404
     assert b"BLOB_UPLOAD_UNKNOWN" in body
     assert response.headers["Connection"] == "close"
-    # A far larger one: the server cuts the connection rather than read it all.
-    blob = Pattern(256 * MiB)
+
+    # A far larger one: the server answers, then cuts the connection rather
+    # than read it all, while we are still sending.
+    size = 256 * MiB
+    sock = socket.create_connection(("127.0.0.1", process.port))
+    sock.sendall(f"PATCH {unknown} HTTP/1.1\r\nHost: test\r\nContent-Length: {size}\r\n\r\n".encode())
+    sent = [0]
+    sender = threading.Thread(target=sendUntilCut, args=(sock, size, sent), daemon=True)
+    sender.start()
     try:
-        call(process.port, "PATCH", unknown, blob.chunks(0, blob.size), {"Content-Length": str(blob.size)})
-    except OSError:
-        pass
+        received = readUntilClosed(sock, time.monotonic() + 10)
+        sender.join(10)
+        assert not sender.is_alive()
+    finally:
+        sock.close()
+
+    head, separator, errorBody = received.partition(b"\r\n\r\n")
+    assert separator, f"no whole response before the close: {received!r}"
+    statusLine, *headerLines = head.decode("latin-1").split("\r\n")
+    assert statusLine.startswith("HTTP/1.1 404 "), statusLine
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in headerLines)}
+    assert headers["connection"] == "close"
+    # Received whole before the close: exactly the announced body, nothing after.
+    assert len(errorBody) == int(headers["content-length"])
+    assert [e["code"] for e in json.loads(errorBody)["errors"]] == ["BLOB_UPLOAD_UNKNOWN"]
+    # The close came while the body was still arriving, not after all of it.
+    assert sent[0] < size // 4, f"the server read {sent[0]} of {size} bytes before closing"
+
+    # Other clients are served as before.
     response, _ = call(process.port, "GET", "/v2/")
     assert response.status == 200
+    small = Pattern(2 * MiB)
+    pushInChunks(process.port, small, MiB)
+    total, digest = slowPull(process.port, f"/v2/big/blobs/{small.digest}", MiB, 0)
+    assert (total, digest) == (small.size, small.digest)
     assert process.rss() < 150 * MiB
 
 
