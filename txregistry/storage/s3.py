@@ -15,7 +15,6 @@ import base64
 import hashlib
 import time
 import xml.etree.ElementTree as ET
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -23,13 +22,22 @@ from typing import Any
 
 import attrs
 import treq
-from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults, succeed
+from twisted.internet.defer import (
+    Deferred,
+    DeferredSemaphore,
+    FirstError,
+    ensureDeferred,
+    fail,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.iweb import IResponse
 from zope.interface import alsoProvides, implementer
 
+from txregistry.pump import Pump
 from txregistry.storage.interfaces import (
     FileInfo,
     IFileWriter,
@@ -65,85 +73,91 @@ def _notFound(error: S3Error) -> bool:
 
 class _BodyProtocol(Protocol):
     """
-    A response body read a chunk at a time: the connection is paused while
-    more than L{_READ_AHEAD} bytes wait to be read.
+    A response body, into a pump that pauses the connection while more
+    than L{_READ_AHEAD} bytes wait to be read.
     """
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
-        self._held = 0
-        self._waiting: Deferred[bytes] | None = None
-        self._ended: Failure | None = None
-        self._paused = False
+        self.pump = Pump(limit=_READ_AHEAD)
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        self.pump.producer = transport
 
     def dataReceived(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._held += len(data)
-        transport: Any = self.transport
-        if self._held > _READ_AHEAD and not self._paused and transport is not None:
-            self._paused = True
-            transport.pauseProducing()
-        self._deliver()
+        self.pump.received(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._ended = reason
-        self._deliver()
-
-    def _deliver(self) -> None:
-        if self._waiting is None:
-            return
-        if self._chunks:
-            data = self._chunks.popleft()
-            self._held -= len(data)
-            transport: Any = self.transport
-            if self._paused and self._held <= _READ_AHEAD // 2 and transport is not None:
-                self._paused = False
-                transport.resumeProducing()
-        elif self._ended is not None:
-            if not self._ended.check(ResponseDone):
-                waiting, self._waiting = self._waiting, None
-                waiting.errback(StorageUnavailable(f"S3 read cut short: {self._ended.value}"))
-                return
-            data = b""
+        if reason.check(ResponseDone):
+            self.pump.end()
         else:
-            return
-        waiting, self._waiting = self._waiting, None
-        waiting.callback(data)
-
-    def read(self) -> Deferred[bytes]:
-        self._waiting = Deferred()
-        waiting = self._waiting
-        self._deliver()
-        return waiting
-
-    def stop(self) -> None:
-        transport: Any = self.transport
-        if self._ended is None and transport is not None:
-            transport.stopProducing()
+            self.pump.fail(Failure(StorageUnavailable(f"S3 read cut short: {reason.value}")))
 
 
 @implementer(IReader)
 class _ObjectReader:
+    """
+    An object's body, read a chunk at a time: each chunk the pump hands
+    over is held until a read takes it, and the pump waits for that.
+    """
+
     def __init__(self, body: _BodyProtocol | None) -> None:
         self._body = body
         self._rest = b""
+        self._waiting: Deferred[bytes] | None = None
+        self._taken: Deferred[None] | None = None
+        self._ended = body is None
+        self._delivering = False
+        self._failure: Failure | None = None
 
     def read(self, size: int) -> Deferred[bytes]:
         if self._rest:
             data, self._rest = self._rest[:size], self._rest[size:]
             return succeed(data)
-        if self._body is None:
+        if self._failure is not None:
+            return fail(self._failure)
+        if self._ended:
             return succeed(b"")
 
         def cut(data: bytes) -> bytes:
             self._rest = data[size:]
             return data[:size]
 
-        return self._body.read().addCallback(cut)
+        waiting = self._waiting = Deferred()
+        waiting.addCallback(cut)
+        if self._taken is not None:
+            taken, self._taken = self._taken, None
+            taken.callback(None)
+        elif not self._delivering:
+            assert self._body is not None
+            self._delivering = True
+            self._body.pump.deliver(self._chunk).addCallbacks(self._end, self._broke)
+        return waiting
+
+    def _chunk(self, data: bytes) -> Deferred[None]:
+        waiting, self._waiting = self._waiting, None
+        taken = self._taken = Deferred()
+        assert waiting is not None
+        waiting.callback(data)
+        return taken
+
+    def _end(self, _: object) -> None:
+        self._ended = True
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.callback(b"")
+
+    def _broke(self, failure: Failure) -> None:
+        self._failure = failure
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.errback(failure)
 
     def close(self) -> None:
         if self._body is not None:
-            self._body.stop()
+            producer = self._body.pump.producer
+            if not self._ended and self._failure is None and producer is not None:
+                producer.stopProducing()
             self._body = None
 
 
@@ -593,13 +607,19 @@ class S3Driver:
         upload = await MultipartUpload.start(self.client, self.key(destination), self.objectHeaders())
         limit = DeferredSemaphore(self.multipartCopyConcurrency)
         chunk = self.multipartCopyChunkSize
-        await gatherResults(
-            [
-                limit.run(upload.copyPart, number, self.key(source), start, min(start + chunk, size) - 1)
-                for number, start in enumerate(range(0, size, chunk), 1)
-            ],
-            consumeErrors=True,
-        )
+        try:
+            await gatherResults(
+                [
+                    limit.run(upload.copyPart, number, self.key(source), start, min(start + chunk, size) - 1)
+                    for number, start in enumerate(range(0, size, chunk), 1)
+                ],
+                consumeErrors=True,
+            )
+        except FirstError as e:
+            # Nothing half-copied is left behind, and the caller hears what
+            # S3 said, not that one of many requests failed.
+            await upload.abort()
+            e.subFailure.raiseException()
         await upload.complete()
 
     def move(self, source: str, destination: str) -> Deferred[None]:
