@@ -7,14 +7,22 @@ to exhaust the parser.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import attrs
+import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
-from tests.helpers import Client
+from tests.bigblobs import call, startUpload
+from tests.conftest import configFor
+from tests.helpers import Client, RegistryProcess, serving, sha256
+from txregistry.storage import FilesystemDriver, StorageUnavailable
 
 
 @attrs.frozen
@@ -160,3 +168,128 @@ async def test_malformed_requests_get_a_whole_answer(fsRegistry: Client) -> None
     ):
         assertRefused(await send(fsRegistry, request), 400)
     await assertStillServing(fsRegistry)
+
+
+@contextmanager
+def tmpfs(where: str, size: str) -> Iterator[None]:
+    """
+    A small tmpfs mounted at C{where}: a file system that really fills up
+    or really is read-only, not one that pretends to be. Skips the test
+    where mounting is not allowed.
+    """
+    os.makedirs(where)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", where]
+    mount = subprocess.run(command, capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.decode(errors='replace').strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "--lazy", where], check=True)
+
+
+def assertUnavailable(status: int, body: bytes, root: str) -> None:
+    assert status == 503, body
+    assert b'"UNAVAILABLE"' in body, body
+    # Storage paths, never where the server keeps them.
+    assert b"/docker/registry/v2/" in body, body
+    assert os.path.dirname(root).encode() not in body, body
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_disk_is_unavailability(tmp_path: object) -> None:
+    root = os.path.join(str(tmp_path), "small")
+    with tmpfs(root, "1m"):
+        async with serving(configFor(root)) as client:
+            started = await client.request("POST", "/v2/full/blobs/uploads/")
+            assert started.code == 202
+            location = started.header("Location")
+            assert location is not None
+            full = await client.request("PATCH", location, b"x" * (2 * 1024 * 1024))
+            assertUnavailable(full.code, full.body, root)
+            assert (await client.request("GET", "/v2/")).code == 200
+            # Once the space is given back, pushes work again.
+            assert (await client.request("DELETE", location)).code == 204
+            await client.pushBlob("full", b"small enough")
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_only_storage_is_unavailability(tmp_path: object) -> None:
+    root = os.path.join(str(tmp_path), "store")
+    with tmpfs(root, "16m"):
+        async with serving(configFor(root)) as client:
+            digest = await client.pushBlob("ro", b"pushed before")
+            subprocess.run(["mount", "-o", "remount,ro", root], check=True)
+            try:
+                refused = await client.request("POST", "/v2/ro/blobs/uploads/")
+                assertUnavailable(refused.code, refused.body, root)
+                # Reads go on.
+                blob = await client.request("GET", f"/v2/ro/blobs/{digest}")
+                assert (blob.code, blob.body) == (200, b"pushed before")
+            finally:
+                subprocess.run(["mount", "-o", "remount,rw", root], check=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_disk_fails_every_writer_call_as_unavailability(tmp_path: object) -> None:
+    root = os.path.join(str(tmp_path), "small")
+    with tmpfs(root, "1m"):
+        driver = FilesystemDriver(root)
+        filling = await driver.writer("/fill/data")
+        with pytest.raises(StorageUnavailable, match="^/fill/data: No space left on device$"):
+            while True:
+                await filling.write(b"x" * 65536)
+        # Small writes are buffered: the disk says no when they are flushed.
+        for end in ("commit", "close"):
+            writer = await driver.writer(f"/{end}/data")
+            await writer.write(b"buffered")
+            with pytest.raises(StorageUnavailable, match=f"^/{end}/data: No space left on device$"):
+                await getattr(writer, end)()
+        writer = await driver.writer("/cancel/data")
+        await writer.write(b"buffered")
+        await writer.cancel()
+        assert not os.path.exists(os.path.join(root, "cancel", "data"))
+        await filling.cancel()
+        await driver.checkHealth()
+
+
+class SmallFilesRegistry(RegistryProcess):
+    """
+    A registry that may write no file larger than C{limit} bytes: writes
+    past it fail with EFBIG, a failure of the operating system's own, with
+    no mount needed.
+    """
+
+    limit = 1024 * 1024
+
+    def command(self) -> list[str]:
+        python, _, module, *args = super().command()
+        assert module == "txregistry.cli"
+        wrapper = (
+            "import resource, runpy, signal, sys;"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({self.limit}, {self.limit}));"
+            "sys.argv[0] = 'txregistry';"
+            "runpy.run_module('txregistry.cli', run_name='__main__')"
+        )
+        return [python, "-c", wrapper, *args]
+
+
+def test_file_too_large_is_unavailability(tmp_path: object) -> None:
+    root = os.path.join(str(tmp_path), "store")
+    registry = SmallFilesRegistry(root)
+    registry.start()
+    try:
+        location = startUpload(registry.port)
+        response, body = call(registry.port, "PATCH", location, b"x" * (2 * registry.limit))
+        assertUnavailable(response.status, body, root)
+        assert call(registry.port, "GET", "/v2/")[0].status == 200
+        response, _ = call(registry.port, "DELETE", location)
+        assert response.status == 204
+        small = b"small enough"
+        response, _ = call(registry.port, "POST", f"/v2/big/blobs/uploads/?digest={sha256(small)}", small)
+        assert response.status == 201
+    finally:
+        registry.stop()

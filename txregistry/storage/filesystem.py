@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from typing import IO, BinaryIO, Literal, TypeVar
@@ -33,6 +34,12 @@ from txregistry.storage.interfaces import (
 T = TypeVar("T")
 
 
+def _unavailable(path: str, error: OSError) -> StorageUnavailable:
+    # Only the storage path and the reason: str(error) names the file by
+    # its full path on this server, which is none of a client's business.
+    return StorageUnavailable(f"{path}: {error.strerror or type(error).__name__}")
+
+
 def _fsyncDirectory(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -43,11 +50,15 @@ def _fsyncDirectory(path: str) -> None:
 
 @implementer(IReader)
 class _FileReader:
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, path: str, file: BinaryIO) -> None:
+        self._path = path
         self._file = file
 
     def read(self, size: int) -> Deferred[bytes]:
-        return succeed(self._file.read(size))
+        try:
+            return succeed(self._file.read(size))
+        except OSError as e:
+            return fail(_unavailable(self._path, e))
 
     def close(self) -> None:
         self._file.close()
@@ -77,34 +88,53 @@ class _FileWriter:
         return self._file
 
     def write(self, data: bytes) -> Deferred[None]:
-        self._open().write(data)
+        try:
+            self._open().write(data)
+        except OSError as e:
+            return fail(_unavailable(self.path, e))
         self.size += len(data)
         return succeed(None)
 
     def close(self) -> Deferred[None]:
         if self._file is not None:
-            self._file.close()
+            try:
+                # Closes the file even when flushing what is buffered fails.
+                self._file.close()
+            except OSError as e:
+                return fail(_unavailable(self.path, e))
         return succeed(None)
 
     def commit(self) -> Deferred[None]:
-        file = self._open()
+        try:
+            file = self._open()
+        except OSError as e:
+            return fail(_unavailable(self.path, e))
 
         def sync() -> None:
             try:
-                file.flush()
-                os.fsync(file.fileno())
-            finally:
-                file.close()
+                try:
+                    file.flush()
+                    os.fsync(file.fileno())
+                finally:
+                    file.close()
+            except OSError as e:
+                raise _unavailable(self.path, e) from None
 
         return deferToThread(sync)
 
     def cancel(self) -> Deferred[None]:
-        if self._file is not None:
-            self._file.close()
         try:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError:
+                    # What could not be flushed is removed anyway.
+                    pass
             os.remove(self._full)
         except FileNotFoundError:
             pass
+        except OSError as e:
+            return fail(_unavailable(self.path, e))
         return succeed(None)
 
 
@@ -134,7 +164,7 @@ class FilesystemDriver:
         except NotADirectoryError:
             return fail(PathNotFound(path))
         except OSError as e:
-            return fail(StorageUnavailable(f"{path}: {e}"))
+            return fail(_unavailable(path, e))
 
     def _inThread(self, path: str, f: Callable[[str], T]) -> Deferred[T]:
         full = self._full(path)
@@ -142,8 +172,8 @@ class FilesystemDriver:
         def translate(failure):  # type: ignore[no-untyped-def]
             if failure.check(FileNotFoundError, NotADirectoryError):
                 raise PathNotFound(path)
-            if failure.check(OSError) and not failure.check(PathNotFound):
-                raise StorageUnavailable(f"{path}: {failure.value}")
+            if failure.check(OSError):
+                raise _unavailable(path, failure.value)
             return failure
 
         return deferToThread(f, full).addErrback(translate)
@@ -181,7 +211,7 @@ class FilesystemDriver:
                 raise FileNotFoundError(errno.EISDIR, "is a directory", full)
             f = open(full, "rb")
             f.seek(offset)
-            return _FileReader(f)
+            return _FileReader(path, f)
 
         return self._call(path, open_)
 
@@ -231,8 +261,12 @@ class FilesystemDriver:
 
     def checkHealth(self) -> Deferred[None]:
         def check() -> None:
-            if not os.path.isdir(self.root):
-                raise StorageUnavailable(f"{self.root} is not a directory")
+            try:
+                isDirectory = stat.S_ISDIR(os.stat(self.root).st_mode)
+            except OSError as e:
+                raise _unavailable("/", e) from None
+            if not isDirectory:
+                raise StorageUnavailable("/: the storage root is not a directory")
 
         # A hung network file system must not hang the reactor with it.
         return deferToThread(check)
