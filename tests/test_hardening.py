@@ -10,8 +10,11 @@ import os
 import shutil
 import socket
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import attrs
@@ -21,7 +24,10 @@ from twisted.internet.threads import deferToThread
 
 from tests.bigblobs import call, startUpload
 from tests.conftest import configFor
-from tests.helpers import Client, RegistryProcess, serving, sha256
+from tests.helpers import Client, RegistryProcess, SyncClient, serving, sha256
+from txregistry.manifest import OCI_MANIFEST
+from txregistry.registry import purgeUploads
+from txregistry.service import registryOf
 from txregistry.storage import FilesystemDriver, StorageUnavailable
 
 
@@ -293,3 +299,75 @@ def test_file_too_large_is_unavailability(tmp_path: object) -> None:
         assert response.status == 201
     finally:
         registry.stop()
+
+
+def plant(path: str, hoursOld: float) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"half written")
+    then = time.time() - hoursOld * 3600
+    os.utime(path, (then, then))
+    return path
+
+
+def test_leftover_temporaries_are_purged_at_start(tmp_path: object) -> None:
+    root = os.path.join(str(tmp_path), "store")
+    first = RegistryProcess(root)
+    first.start()
+    try:
+        manifest, digest, _ = SyncClient(first.port).pushImage("left/over", "v1", [b"layer"])
+    finally:
+        first.stop()
+    # What putContent leaves when killed between writing and renaming.
+    v2 = os.path.join(root, "docker", "registry", "v2")
+    tag = os.path.join(v2, "repositories", "left", "over", "_manifests", "tags", "v1", "current")
+    old = [
+        plant(os.path.join(tag, f"link.{uuid.uuid4().hex}.tmp"), 3),
+        plant(os.path.join(v2, "blobs", "sha256", "ab", "ab" * 32, f"data.{uuid.uuid4().hex}.tmp"), 3),
+    ]
+    fresh = plant(os.path.join(tag, f"link.{uuid.uuid4().hex}.tmp"), 0.5)
+    notOurs = plant(os.path.join(v2, "notes.tmp"), 3)
+    config = os.path.join(str(tmp_path), "config.yml")
+    with open(config, "w") as f:
+        f.write(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /ignored\n"
+            "  maintenance:\n    uploadpurging:\n      age: 1m\n      interval: 1h\n"
+        )
+    second = RegistryProcess(root, config)
+    second.start()
+    try:
+        deadline = time.monotonic() + 10
+        while any(map(os.path.exists, old)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(os.path.exists, old))
+        # Younger than an hour, whatever the purge age: a writer may own it.
+        assert os.path.exists(fresh)
+        assert os.path.exists(notOurs)
+        response = SyncClient(second.port).request(
+            "GET", "/v2/left/over/manifests/v1", headers={"Accept": OCI_MANIFEST}
+        )
+        assert (response.status, response.body) == (200, manifest)
+        assert response.headers["Docker-Content-Digest"] == digest
+        assert "purged leftover temporary /docker/registry/v2/repositories/left/over/" in second.output()
+    finally:
+        second.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_leftover_temporaries_older_than_the_purge_age(fsRegistry: Client, tmp_path: object) -> None:
+    root = fsRegistry.root  # type: ignore[attr-defined]
+    registry = registryOf(configFor(root))
+    await fsRegistry.pushBlob("left", b"kept")
+    directory = os.path.join(root, "docker", "registry", "v2", "repositories", "left")
+    day, week = (
+        plant(os.path.join(directory, f"link.{uuid.uuid4().hex}.tmp"), hours) for hours in (25, 8 * 24)
+    )
+    dayPath, weekPath = ("/" + os.path.relpath(path, root) for path in (day, week))
+    assert await purgeUploads(registry, timedelta(days=7), dryRun=True) == [weekPath]
+    assert os.path.exists(week)
+    assert await purgeUploads(registry, timedelta(days=7)) == [weekPath]
+    assert not os.path.exists(week)
+    assert await purgeUploads(registry, timedelta(days=1)) == [dayPath]
+    assert not os.path.exists(day)
+    assert await purgeUploads(registry, timedelta(days=1)) == []
+    assert (await fsRegistry.request("GET", f"/v2/left/blobs/{sha256(b'kept')}")).body == b"kept"

@@ -1,6 +1,7 @@
 """
 Removing uploads that were started long ago and never finished
-(registry:2's C{storage.maintenance.uploadpurging}).
+(registry:2's C{storage.maintenance.uploadpurging}), and what writes that a
+killed process left half done leave in storage.
 """
 
 from __future__ import annotations
@@ -14,17 +15,27 @@ from txregistry.logging import logger
 from txregistry.registry.catalog import repositories
 from txregistry.registry.registry import Registry
 from txregistry.storage import PathNotFound, layout
+from txregistry.storage.interfaces import IPurgeable
 
 log = logger(__name__)
+
+# A driver's temporary lives for one write of a small file: seconds. One
+# untouched for an hour belongs to no live writer, in this process or in any
+# other sharing the storage, even on a hung network file system or between
+# hosts whose clocks disagree by minutes; a shorter upload purge age does
+# not make it younger.
+_TEMPORARY_AGE = timedelta(hours=1)
 
 
 async def purgeUploads(registry: Registry, age: timedelta, dryRun: bool = False) -> list[str]:
     """
-    Remove every upload older than C{age}; the paths of those removed (or,
-    with C{dryRun}, of those that would have been).
+    Remove every upload older than C{age}, and the storage driver's
+    temporaries at least as old; the paths of those removed (or, with
+    C{dryRun}, of those that would have been).
     """
     driver = registry.driver
-    cutoff = datetime.now(timezone.utc) - age
+    now = datetime.now(timezone.utc)
+    cutoff = now - age
     purged = []
     for name in await repositories(driver, withManifests=False):
         try:
@@ -44,12 +55,22 @@ async def purgeUploads(registry: Registry, age: timedelta, dryRun: bool = False)
                 else:
                     log.info("purging upload {path} started {startedAt}", path=path, startedAt=startedAt)
                     await registry.uploads.cancel(name, uuid)
+    purgeable = IPurgeable(driver, None)
+    if purgeable is not None:
+        temporaries = await purgeable.purgeTemporaries(now - max(age, _TEMPORARY_AGE), dryRun)
+        for path in temporaries:
+            if dryRun:
+                log.info("would purge leftover temporary {path}", path=path)
+            else:
+                log.info("purged leftover temporary {path}", path=path)
+        purged += temporaries
     return purged
 
 
 class UploadPurger(TimerService):
     """
-    Purges old uploads every C{interval}, starting at once.
+    Purges old uploads and leftover temporaries every C{interval}, starting
+    at once.
     """
 
     def __init__(self, registry: Registry, age: timedelta, interval: timedelta, dryRun: bool) -> None:

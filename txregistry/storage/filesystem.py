@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import IO, BinaryIO, Literal, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -24,6 +26,7 @@ from zope.interface import implementer
 from txregistry.storage.interfaces import (
     FileInfo,
     IFileWriter,
+    IPurgeable,
     IReader,
     IStorageDriver,
     PathNotFound,
@@ -32,6 +35,10 @@ from txregistry.storage.interfaces import (
 )
 
 T = TypeVar("T")
+
+# The temporary beside a file that putContent writes before renaming it into
+# place: <name>.<32 hex digits>.tmp.
+_TEMPORARY = re.compile(r".+\.[0-9a-f]{32}\.tmp")
 
 
 def _unavailable(path: str, error: OSError) -> StorageUnavailable:
@@ -138,7 +145,7 @@ class _FileWriter:
         return succeed(None)
 
 
-@implementer(IStorageDriver)
+@implementer(IStorageDriver, IPurgeable)
 class FilesystemDriver:
     """
     Files below C{root}, as registry:2's C{filesystem} driver keeps them.
@@ -189,6 +196,7 @@ class FilesystemDriver:
         def put(full: str) -> None:
             directory = os.path.dirname(full)
             os.makedirs(directory, exist_ok=True)
+            # Named so that purgeTemporaries knows it for one of ours.
             temporary = f"{full}.{uuid.uuid4().hex}.tmp"
             try:
                 with open(temporary, "wb") as f:
@@ -204,6 +212,39 @@ class FilesystemDriver:
                 raise
 
         return self._inThread(path, put)
+
+    def purgeTemporaries(self, before: datetime, dryRun: bool = False) -> Deferred[list[str]]:
+        """
+        Remove what L{putContent} left behind when its process was killed
+        between writing a temporary and renaming it into place.
+        """
+        cutoff = before.timestamp()
+
+        def purge() -> list[str]:
+            purged = []
+            # Errors listing a directory are skipped, as os.walk does: the
+            # next pass looks again.
+            for directory, _, names in os.walk(self.root):
+                for name in names:
+                    if _TEMPORARY.fullmatch(name) is None:
+                        continue
+                    full = os.path.join(directory, name)
+                    path = "/" + os.path.relpath(full, self.root)
+                    try:
+                        if os.lstat(full).st_mtime >= cutoff:
+                            continue
+                        if not dryRun:
+                            os.remove(full)
+                    except FileNotFoundError:
+                        # Renamed into place or removed meanwhile, by a
+                        # writer or another instance's purge.
+                        continue
+                    except OSError as e:
+                        raise _unavailable(path, e) from None
+                    purged.append(path)
+            return purged
+
+        return deferToThread(purge)
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IReader]:
         def open_(full: str) -> IReader:

@@ -15,6 +15,8 @@ import attrs
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from twisted.internet.defer import Deferred
 
 
@@ -121,6 +123,21 @@ class IRedirectingDriver(Interface):
         """
         A URL from which a client can GET the file at C{path}, for a while,
         without credentials of its own.
+        """
+
+
+class IPurgeable(Interface):
+    """
+    A driver whose writes leave files of their own behind when the process
+    writing is killed, and that can find and remove them.
+    """
+
+    def purgeTemporaries(before: datetime, dryRun: bool = False) -> Deferred[list[str]]:
+        """
+        Remove the driver's own temporary files last changed before
+        C{before}: only those, never a file the driver did not make. The
+        paths of those removed (or, with C{dryRun}, of those that would
+        have been).
         """
 
 
