@@ -6,6 +6,7 @@ to exhaust the parser.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -26,9 +27,10 @@ from tests.bigblobs import call, startUpload
 from tests.conftest import configFor
 from tests.helpers import Client, RegistryProcess, SyncClient, serving, sha256
 from txregistry.manifest import OCI_MANIFEST
+from txregistry.reference import Digest
 from txregistry.registry import purgeUploads
 from txregistry.service import registryOf
-from txregistry.storage import FilesystemDriver, StorageUnavailable
+from txregistry.storage import FilesystemDriver, StorageUnavailable, layout
 
 
 @attrs.frozen
@@ -371,3 +373,58 @@ async def test_leftover_temporaries_older_than_the_purge_age(fsRegistry: Client,
     assert not os.path.exists(day)
     assert await purgeUploads(registry, timedelta(days=1)) == []
     assert (await fsRegistry.request("GET", f"/v2/left/blobs/{sha256(b'kept')}")).body == b"kept"
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def deepManifests() -> list[bytes]:
+    """
+    Manifests nested far deeper than any is: in a field of theirs, in a
+    field of no meaning, and all the way down.
+    """
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"{}"), "size": 2}
+    base = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": []}
+    head = json.dumps(base)[:-1]
+    return [
+        f'{head}, "annotations": {nested(1000)}}}'.encode(),
+        f'{head}, "x-unknown": {nested(100_000)}}}'.encode(),
+        (head + ', "x-unknown": ' + '{"a": ' * 5000 + "{}" + "}" * 5001).encode(),
+        nested(1000).encode(),
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_deeply_nested_manifests_are_invalid(registry: Client) -> None:
+    await registry.pushBlob("deep", b"{}")
+    for manifest in deepManifests():
+        response = await registry.pushManifest("deep", "v1", manifest)
+        assert (response.code, response.errorCode()) == (400, "MANIFEST_INVALID"), response
+        assert b"nested too deeply" in response.body
+        response = await registry.pushManifest("deep", sha256(manifest), manifest)
+        assert (response.code, response.errorCode()) == (400, "MANIFEST_INVALID"), response
+    for reference in ["v1", *(sha256(manifest) for manifest in deepManifests())]:
+        response = await registry.request("GET", f"/v2/deep/manifests/{reference}")
+        assert (response.code, response.errorCode()) == (404, "MANIFEST_UNKNOWN"), response
+    assert (await registry.request("GET", "/v2/")).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_deeply_nested_manifest_in_storage_is_served(fsRegistry: Client) -> None:
+    """
+    registry:2 parses nesting to a depth of 10000: a store it wrote may
+    hold a manifest deeper than ours parses.
+    """
+    manifest = deepManifests()[0]
+    digest = Digest.parse(sha256(manifest))
+    driver = FilesystemDriver(fsRegistry.root)  # type: ignore[attr-defined]
+    await driver.putContent(layout.blobData(digest), manifest)
+    await driver.putContent(layout.revisionLink("deep", digest), str(digest).encode())
+    await driver.putContent(layout.tagCurrentLink("deep", "v1"), str(digest).encode())
+    response = await fsRegistry.request("GET", "/v2/deep/manifests/v1")
+    assert (response.code, response.body) == (200, manifest)
+    response = await fsRegistry.request("DELETE", f"/v2/deep/manifests/{digest}")
+    assert response.code == 202, response
+    response = await fsRegistry.request("GET", f"/v2/deep/manifests/{digest}")
+    assert response.code == 404, response

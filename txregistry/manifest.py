@@ -163,6 +163,10 @@ def parseManifest(content: bytes, contentType: str | None = None) -> Manifest:
         body = json.loads(content)
     except (ValueError, UnicodeDecodeError) as e:
         raise _invalid(f"manifest is not valid JSON: {e}") from None
+    except RecursionError:
+        # The parser recurses once per level of nesting: a thousand levels
+        # exhaust the stack, far deeper than any manifest goes.
+        raise _invalid("manifest is nested too deeply") from None
     if not isinstance(body, dict):
         raise _invalid("manifest must be a JSON object")
     headerType = baseMediaType(contentType)
@@ -224,7 +228,7 @@ def storedMediaType(content: bytes) -> str:
     """
     try:
         body = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "application/octet-stream"
     if not isinstance(body, dict):
         return "application/octet-stream"
