@@ -3,6 +3,7 @@ The storage driver contract, which every driver must pass.
 """
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 
@@ -66,8 +67,31 @@ def test_provides_interface(driver: IStorageDriver) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_healthy(driver: IStorageDriver) -> None:
+    """
+    A driver that works passes its health check. (An in-memory driver
+    cannot be unhealthy; an S3 one on a bucket that does not exist is, in
+    L{test_s3_refusals_are_unavailability}.)
+    """
     await driver.putContent("/something", b"x")
-    await driver.checkHealth()
+    assert await driver.checkHealth() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_filesystem_without_its_root_is_unhealthy(tmp_path: object) -> None:
+    root = os.path.join(str(tmp_path), "root")
+    driver = FilesystemDriver(root)
+    await driver.putContent("/something", b"x")
+    shutil.rmtree(root)
+    missing = await failsWith(driver.checkHealth(), StorageUnavailable)
+    assert str(missing) == "/: No such file or directory"
+    with open(root, "w") as f:
+        f.write("a file where the root was")
+    notDirectory = await failsWith(driver.checkHealth(), StorageUnavailable)
+    # Only the storage path: the root's own is the server's business.
+    assert str(notDirectory) == "/: the storage root is not a directory"
+    os.remove(root)
+    await driver.putContent("/something", b"x")
+    assert await driver.checkHealth() is None
 
 
 @pytest_twisted.ensureDeferred
