@@ -149,7 +149,7 @@ def storeRoot(tmp: str, name: str, s3: SeaweedFS | None) -> str:
     return f"/tests/{uuid.uuid4()}" if s3 is not None else os.path.join(tmp, name)
 
 
-class _Answer(Resource):
+class Answer(Resource):
     isLeaf = True
 
     def __init__(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
@@ -183,19 +183,19 @@ class TokenGate(Resource):
     def getChildWithDefault(self, path: bytes, request: Request) -> Any:
         if path == b"token":
             if request.getHeader("authorization") != self.credentials:
-                return _Answer(401, {}, b'{"details": "incorrect username or password"}')
+                return Answer(401, {}, b'{"details": "incorrect username or password"}')
             scope = request.args[b"scope"][0].decode()
             self.issued += 1
             self.tokens[scope] = "token-" + os.urandom(8).hex()
             token = json.dumps({"token": self.tokens[scope], "expires_in": 300}).encode()
-            return _Answer(200, {"Content-Type": "application/json"}, token)
+            return Answer(200, {"Content-Type": "application/json"}, token)
         name = re.split(r"/(?:manifests|blobs|tags)/", request.path.decode()[len("/v2/") :])[0]
         scope = f"repository:{name}:pull"
         if request.getHeader("authorization") != f"Bearer {self.tokens.get(scope)}":
             self.challenged += 1
             realm = f"http://127.0.0.1:{request.getHost().port}/token"
             challenge = f'Bearer realm="{realm}",service="test-registry",scope="{scope}"'
-            return _Answer(401, {"WWW-Authenticate": challenge}, b'{"errors": [{"code": "UNAUTHORIZED"}]}')
+            return Answer(401, {"WWW-Authenticate": challenge}, b'{"errors": [{"code": "UNAUTHORIZED"}]}')
         return self.inner.getChildWithDefault(path, request)
 
 
@@ -207,12 +207,12 @@ class Fixed(Resource):
 
     def __init__(self, status: int, headers: dict[str, str] | None = None, blob: bytes | None = None) -> None:
         super().__init__()
-        self.answer = _Answer(status, headers or {})
+        self.answer = Answer(status, headers or {})
         self.blob = blob
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Any:
         if self.blob is not None and b"/blobs/" in request.path:
-            return _Answer(200, {"Content-Type": "application/octet-stream"}, self.blob)
+            return Answer(200, {"Content-Type": "application/octet-stream"}, self.blob)
         return self.answer
 
 

@@ -23,6 +23,7 @@ from twisted.web.client import ResponseFailed
 
 from tests.helpers import sha256
 from tests.proxy import (
+    Answer,
     Faltering,
     Fixed,
     Proxy,
@@ -571,3 +572,12 @@ async def test_eviction_keeps_content_our_own_repositories_use(
         response = await proxy.client.request("GET", f"/v2/mine/app/blobs/{sha256(layer)}")
         assert (response.code, response.body) == (200, layer)
         assert (await proxy.client.request("GET", "/v2/mine/app/manifests/v1")).body == mine
+
+
+@pytest_twisted.ensureDeferred
+async def test_upstream_json_nested_too_deeply_is_no_answer(tmp_path: object) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    async with fakeUpstream(Answer(200, {"Content-Type": "application/json"}, deep)) as deepest:
+        async with proxyRegistry(os.path.join(str(tmp_path), "p"), deepest.url) as proxy:
+            response = await proxy.client.request("GET", "/v2/team/app/tags/list")
+            assert (response.code, response.errorCode()) == (404, "NAME_UNKNOWN")

@@ -503,7 +503,7 @@ class PullThroughCache:
             try:
                 document = json.loads(await readBody(response))
                 found.extend(t for t in document.get("tags") or [] if isinstance(t, str))
-            except (ValueError, AttributeError, BodyTooLarge):
+            except (ValueError, AttributeError, RecursionError, BodyTooLarge):
                 raise UpstreamNotFound(f"upstream {route.client.label} sent no tag list") from None
             link = response.headers.getRawHeaders(b"link", [b""])[0].decode("latin-1")
             if 'rel="next"' not in link:

@@ -253,7 +253,7 @@ class UpstreamClient:
             document = json.loads(await readBody(response))
             token = document.get("token") or document.get("access_token")
             lifetime = float(document.get("expires_in") or 0)
-        except (ValueError, AttributeError, TypeError, BodyTooLarge):
+        except (ValueError, AttributeError, TypeError, RecursionError, BodyTooLarge):
             token = None
         if not isinstance(token, str) or not token:
             raise UpstreamUnavailable(f"the token service of upstream {self.label} gave no token")

@@ -95,6 +95,6 @@ class PullRecord:
                     digest = Digest.parse(f"{layout.basename(algorithm)}:{layout.basename(entryPath)}")
                     document = json.loads(await self.driver.getContent(entryPath))
                     found.append(Entry(name, kind, digest, float(document["pulled"]), int(document["size"])))
-                except (PathNotFound, RegistryError, ValueError, KeyError, TypeError):
+                except (PathNotFound, RegistryError, ValueError, KeyError, TypeError, RecursionError):
                     # Gone meanwhile, or not ours: nothing to evict by.
                     continue

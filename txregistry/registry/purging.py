@@ -14,8 +14,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from txregistry.logging import logger
 from txregistry.registry.catalog import repositories
 from txregistry.registry.registry import Registry
-from txregistry.storage import PathNotFound, layout
-from txregistry.storage.interfaces import IPurgeable
+from txregistry.storage import IPurgeable, PathNotFound, layout
 
 log = logger(__name__)
 

@@ -7,6 +7,7 @@ from txregistry.storage.filesystem import FilesystemDriver
 from txregistry.storage.interfaces import (
     FileInfo,
     IFileWriter,
+    IPurgeable,
     IReader,
     IRedirectingDriver,
     IStorageDriver,
@@ -19,6 +20,7 @@ __all__ = [
     "FileInfo",
     "FilesystemDriver",
     "IFileWriter",
+    "IPurgeable",
     "IReader",
     "IRedirectingDriver",
     "IStorageDriver",
