@@ -3,10 +3,11 @@ Request bodies that stream.
 
 C{twisted.web}'s L{Request} reads the whole body (into memory or a
 temporary file) before any resource sees the request. For a registry that
-means holding a multi-gigabyte layer twice. L{RegistryRequest} instead
-dispatches a request under C{/v2/} as soon as its headers are in, and hands
-its body to the resource as an L{IBody}: chunk by chunk, pausing the
-connection while the resource's sink is busy.
+means holding a multi-gigabyte layer twice, and lets any client fill the
+disk with a body nobody asked for. L{RegistryRequest} instead dispatches a
+request under C{/v2/} as soon as its headers are in, and hands its body to
+the resource as an L{IBody}: chunk by chunk, pausing the connection while
+the resource's sink is busy. L{SiteRequest} does so for every path.
 """
 
 from __future__ import annotations
