@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from http.client import HTTPConnection
 from typing import Any
@@ -24,6 +24,14 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import (
+    IHostnameResolver,
+    IHostResolution,
+    IReactorPluggableNameResolver,
+    IReactorTCP,
+    IReactorTime,
+    IResolutionReceiver,
+)
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
@@ -438,3 +446,47 @@ class SyncClient:
         )
         assert response.status == 201, response
         return manifest, sha256(manifest), blobs
+
+
+@implementer(IHostResolution)
+@attrs.frozen
+class _Resolution:
+    name: str
+
+    def cancel(self) -> None:
+        pass
+
+
+@implementer(IHostnameResolver)
+class _NoNames:
+    """
+    A resolver that knows no host names, and says so at once: what
+    getaddrinfo failing looks like to Twisted.
+    """
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
+        resolution = _Resolution(hostName)
+        resolutionReceiver.resolutionBegan(resolution)
+        resolutionReceiver.resolutionComplete()
+        return resolution
+
+
+@implementer(IReactorTCP, IReactorTime, IReactorPluggableNameResolver)
+class ReactorWithoutDNS:
+    """
+    The reactor, but with a name resolver that resolves nothing: the one
+    fake of the tests of names that do not resolve, which must neither
+    depend on this machine's DNS nor wait for it.
+    """
+
+    nameResolver = _NoNames()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)

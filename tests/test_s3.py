@@ -5,27 +5,18 @@ redirects, a host name that does not resolve; and copies made of parts.
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest_twisted
 from botocore.credentials import Credentials
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.interfaces import (
-    IHostResolution,
-    IReactorPluggableNameResolver,
-    IReactorTCP,
-    IReactorTime,
-    IResolutionReceiver,
-)
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
-from zope.interface import implementer
 
 import txregistry
-from tests.helpers import serving
+from tests.helpers import ReactorWithoutDNS, serving
 from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFS
 from tests.test_drivers import failsWith
 from txregistry.registry import Registry
@@ -86,50 +77,9 @@ async def test_s3_redirect_is_unavailability_and_not_followed() -> None:
     assert elsewhere.requests == 0
 
 
-@implementer(IHostResolution)
-class _Resolution:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def cancel(self) -> None:
-        pass
-
-
-class _NothingResolves:
-    """
-    A name resolver that finds no address for any name, at once: what the
-    system's resolver reports for a name the DNS does not know.
-    """
-
-    def resolveHostName(
-        self,
-        resolutionReceiver: IResolutionReceiver,
-        hostName: str,
-        portNumber: int = 0,
-        addressTypes: Sequence[type] | None = None,
-        transportSemantics: str = "TCP",
-    ) -> IHostResolution:
-        resolution = _Resolution(hostName)
-        resolutionReceiver.resolutionBegan(resolution)
-        resolutionReceiver.resolutionComplete()
-        return resolution
-
-
-@implementer(IReactorTCP, IReactorTime, IReactorPluggableNameResolver)
-class _ReactorWithoutDNS:
-    """
-    The reactor, but with a name resolver that resolves nothing.
-    """
-
-    nameResolver = _NothingResolves()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(reactor, name)
-
-
 def unresolvable() -> S3Client:
     endpoint = Endpoint("http://nosuch.invalid:9000", BUCKET, pathStyle=True)
-    return S3Client(endpoint, REGION, CREDENTIALS, retries=1, reactor=_ReactorWithoutDNS())
+    return S3Client(endpoint, REGION, CREDENTIALS, retries=1, reactor=ReactorWithoutDNS())
 
 
 @pytest_twisted.ensureDeferred

@@ -10,25 +10,18 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.interfaces import (
-    IHostnameResolver,
-    IHostResolution,
-    IReactorPluggableNameResolver,
-    IReactorTCP,
     IReactorTime,
-    IResolutionReceiver,
 )
 from twisted.internet.task import Clock
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import Request
-from zope.interface import implementer
 
-from tests.helpers import freePort, sha256
+from tests.helpers import ReactorWithoutDNS, freePort, sha256
 from tests.proxy import TokenGate, Upstream, fakeUpstream, upstreamRegistry
 from txregistry.config import Upstream as UpstreamConfig
 from txregistry.proxy.metrics import ProxyMetrics
@@ -197,51 +190,9 @@ async def test_a_redirect_not_followed_is_the_answer(upstream: Upstream) -> None
     assert storage.seen == []
 
 
-@implementer(IHostResolution)
-@attrs.frozen
-class _Resolution:
-    name: str
-
-    def cancel(self) -> None:
-        pass
-
-
-@implementer(IHostnameResolver)
-class _NoNames:
-    """
-    A resolver that knows no host names, and says so at once: what
-    getaddrinfo failing looks like to Twisted.
-    """
-
-    def resolveHostName(
-        self,
-        resolutionReceiver: IResolutionReceiver,
-        hostName: str,
-        portNumber: int = 0,
-        addressTypes: Sequence[type] | None = None,
-        transportSemantics: str = "TCP",
-    ) -> IHostResolution:
-        resolution = _Resolution(hostName)
-        resolutionReceiver.resolutionBegan(resolution)
-        resolutionReceiver.resolutionComplete()
-        return resolution
-
-
-@implementer(IReactorTCP, IReactorTime, IReactorPluggableNameResolver)
-class _WithoutNames:
-    """
-    The reactor, but with a name resolver that resolves nothing.
-    """
-
-    nameResolver = _NoNames()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(reactor, name)
-
-
 @pytest_twisted.ensureDeferred
 async def test_an_upstream_whose_name_does_not_resolve() -> None:
-    client = clientOf("http://nosuch.invalid:5000", theReactor=_WithoutNames())
+    client = clientOf("http://nosuch.invalid:5000", theReactor=ReactorWithoutDNS())
     try:
         with pytest.raises(UpstreamUnavailable) as raised:
             await manifest(client)
