@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import pytest_twisted
 from botocore.credentials import Credentials
 from twisted.internet import reactor
@@ -21,8 +22,8 @@ from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFS
 from tests.test_drivers import failsWith
 from txregistry.registry import Registry
 from txregistry.storage import PathNotFound, StorageUnavailable
-from txregistry.storage.s3 import S3Driver
-from txregistry.storage.s3client import Endpoint, S3Client
+from txregistry.storage.s3 import MultipartUpload, S3Driver
+from txregistry.storage.s3client import Endpoint, S3Client, S3Error
 
 CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
 
@@ -131,5 +132,22 @@ async def test_move_copies_a_large_file_in_parts(seaweedfs: SeaweedFS) -> None:
         assert client.requests["PUT"] - before == 3
         assert await driver.getContent("/to") == content
         await failsWith(driver.getContent("/from"), PathNotFound)
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_copy_whose_part_fails_leaves_no_upload(seaweedfs: SeaweedFS) -> None:
+    client = S3Client(Endpoint(seaweedfs.endpoint, BUCKET, pathStyle=True), REGION, CREDENTIALS)
+    part = 5 * 1024 * 1024
+    root = f"/tests/{uuid.uuid4()}"
+    driver = S3Driver(client, root, multipartCopyThreshold=part, multipartCopyChunkSize=part)
+    try:
+        # The source is gone by the time its parts are copied, as when
+        # another instance removed it between the look and the copy.
+        with pytest.raises(S3Error):
+            await driver._copy("/gone", "/to", 2 * part)
+        assert await MultipartUpload.latest(client, driver.key("/to")) is None
+        await failsWith(driver.stat("/to"), PathNotFound)
     finally:
         await client.close()
