@@ -7,7 +7,7 @@ A L{Pump} is fed with L{Pump.received}, L{Pump.end} and L{Pump.fail}, and
 delivers what it was fed, in order, to one sink: a function that takes a
 chunk and returns a L{Deferred} that fires once the sink can take another.
 While more than C{limit} bytes wait for the sink, the producer is paused;
-once they have gone, it is resumed.
+once no more than half of that waits, it is resumed.
 """
 
 from __future__ import annotations
@@ -175,9 +175,12 @@ class Pump:
                 d.addCallbacks(self._written, self._sinkFailed)
         finally:
             self._flushing = False
-        if self._sink is not None and not self._busy:
-            self._resume()
-            if self._ended:
+        if self._sink is not None:
+            # Half the limit, so that the producer refills while the sink
+            # works on what it has, rather than pausing on every chunk.
+            if self._buffered <= self.limit // 2:
+                self._resume()
+            if self._ended and not self._busy:
                 self._finish()
 
     def _written(self, _: object) -> None:
