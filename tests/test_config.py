@@ -10,10 +10,25 @@ from datetime import timedelta
 
 import pytest
 
-from txregistry.config import ConfigError, isPrivate, listenEndpoint, parseConfig, parseDuration, parseSize
+from txregistry.config import (
+    S3,
+    Config,
+    ConfigError,
+    Filesystem,
+    InMemory,
+    Proxy,
+    Storage,
+    Upstream,
+    isPrivate,
+    listenEndpoint,
+    parseConfig,
+    parseDuration,
+    parseSize,
+)
 
-# Debian's docker-registry package ships this as /etc/docker/registry/config.yml.
-REGISTRY2_DEFAULT = """\
+# Debian's docker-registry package ships this as /etc/docker/registry/config.yml,
+# REGISTRY2_OPEN with REGISTRY2_AUTH.
+REGISTRY2_OPEN = """\
 version: 0.1
 log:
   fields:
@@ -29,34 +44,36 @@ http:
   addr: :5000
   headers:
     X-Content-Type-Options: [nosniff]
-auth:
-  htpasswd:
-    realm: basic-realm
-    path: /etc/docker/registry
 health:
   storagedriver:
     enabled: true
     interval: 10s
     threshold: 3
 """
+REGISTRY2_AUTH = """\
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: /etc/docker/registry
+"""
+REGISTRY2_DEFAULT = REGISTRY2_OPEN + REGISTRY2_AUTH
 
 
 def test_no_file_is_the_embedded_default() -> None:
     config = parseConfig(None, environ={})
-    assert config.storage.driver == "filesystem"
-    assert config.storage.rootDirectory == "registry-data"
+    assert config.storage.backend == Filesystem("registry-data")
     assert config.http.listen == ("tcp:5000",)
     assert config.warnings == ()
 
 
 def test_registry2_default_file() -> None:
-    config = parseConfig(REGISTRY2_DEFAULT, environ={})
-    assert config.storage.rootDirectory == "/var/lib/docker-registry"
+    config = parseConfig(REGISTRY2_OPEN, environ={})
+    assert config.storage.backend == Filesystem("/var/lib/docker-registry")
     assert config.storage.deleteEnabled
     assert config.http.listen == ("tcp:5000",)
     assert config.http.headers == {"X-Content-Type-Options": ("nosniff",)}
     unsupported = {w.split()[2] for w in config.warnings}
-    assert unsupported == {"log.fields", "storage.cache", "auth", "health"}
+    assert unsupported == {"log.fields", "storage.cache", "health"}
 
 
 def test_supported_keys() -> None:
@@ -84,7 +101,7 @@ http:
         environ={},
     )
     assert config.warnings == ()
-    assert config.storage.driver == "inmemory"
+    assert config.storage.backend == InMemory()
     assert config.storage.readOnly
     assert config.storage.uploadPurging.age == timedelta(hours=1, minutes=30)
     assert config.storage.uploadPurging.interval == timedelta(minutes=10)
@@ -103,8 +120,8 @@ def test_environment_overrides() -> None:
         "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE": "2h",
         "UNRELATED": "x",
     }
-    config = parseConfig(REGISTRY2_DEFAULT, environ)
-    assert config.storage.rootDirectory == "/from/env"
+    config = parseConfig(REGISTRY2_OPEN, environ)
+    assert config.storage.backend == Filesystem("/from/env")
     assert config.storage.deleteEnabled is True
     assert config.http.listen == (r"tcp6:6000:interface=\:\:1",)
     assert config.log.level == "warn"
@@ -120,14 +137,13 @@ def test_environment_parent_before_child() -> None:
     config = parseConfig(text, environ)
     # REGISTRY_STORAGE replaced the driver (keeping delete), then its child
     # set the root, whatever order the environment lists them in.
-    assert config.storage.driver == "filesystem"
-    assert config.storage.rootDirectory == "/child"
+    assert config.storage.backend == Filesystem("/child")
     assert config.storage.deleteEnabled
 
 
 def test_environment_without_file() -> None:
     config = parseConfig(None, {"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": "/srv/registry"})
-    assert config.storage.rootDirectory == "/srv/registry"
+    assert config.storage.backend == Filesystem("/srv/registry")
 
 
 @pytest.mark.parametrize(
@@ -185,6 +201,69 @@ def test_bad_configurations(text: str, message: str) -> None:
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "text, environ, message",
+    [
+        (REGISTRY2_DEFAULT, {}, "auth.htpasswd: authentication is not supported yet"),
+        ("auth:\n  token:\n    realm: https://auth.example.test/token\n", {}, "auth.token: authentication"),
+        ("auth: silly\n", {}, "auth.silly: authentication"),
+        ("", {"REGISTRY_AUTH_HTPASSWD_REALM": "basic-realm"}, "auth.htpasswd: authentication"),
+        ("", {"REGISTRY_AUTH": "silly"}, "auth.silly: authentication"),
+        ("auth: silly\n", {"REGISTRY_AUTH_SILLY_REALM": "r"}, "auth.silly: authentication"),
+        ("http:\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n", {}, "http.tls.certificate: TLS"),
+        ("http:\n  tls:\n    letsencrypt:\n      cachefile: /c\n", {}, "http.tls.letsencrypt: TLS"),
+        ("", {"REGISTRY_HTTP_TLS_CERTIFICATE": "/c.pem"}, "http.tls.certificate: TLS"),
+    ],
+)
+def test_security_we_lack_stops_start_up(text: str, environ: dict[str, str], message: str) -> None:
+    """
+    Until there is authentication and TLS from the configuration, a
+    configuration that asks for them is refused rather than served open.
+    """
+    with pytest.raises(ConfigError) as caught:
+        parseConfig("version: 0.1\nstorage: {inmemory: {}}\n" + text, environ)
+    assert str(caught.value).startswith(message)
+    assert "refusing to" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_empty_auth_is_no_authentication() -> None:
+    # registry:2 too serves an auth section without a kind open.
+    config = parseConfig("version: 0.1\nstorage: {inmemory: {}}\nauth: {}\n", environ={})
+    assert config.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "section, warning",
+    [
+        (
+            "http:\n  adr: :5000\n",
+            "config key http.adr is not supported and is ignored (did you mean http.addr?)",
+        ),
+        (
+            "storage:\n  filesystem:\n    rootdir: /x\n",
+            "config key storage.filesystem.rootdir is not supported and is ignored "
+            "(did you mean storage.filesystem.rootdirectory?)",
+        ),
+        ("lgo:\n  level: info\n", "config key lgo is not supported and is ignored (did you mean log?)"),
+        ("notifications: {}\n", "config key notifications is not supported yet and is ignored"),
+    ],
+)
+def test_unknown_keys_suggest_the_nearest_known_one(section: str, warning: str) -> None:
+    storage = "" if section.startswith("storage") else "storage: {inmemory: {}}\n"
+    config = parseConfig("version: 0.1\n" + storage + section, environ={})
+    assert config.warnings == (warning,)
+
+
+def test_left_out_keys_take_the_schema_defaults() -> None:
+    config = parseConfig(
+        "version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: https://a.test\n", environ={}
+    )
+    assert config == Config(storage=Storage(backend=Filesystem()), proxy=Proxy((Upstream("https://a.test"),)))
+    s3 = parseConfig("version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: r\n", environ={})
+    assert s3.storage.backend == S3(bucket="b", region="r")
+
+
 def test_s3_like_minio_on_a_nas() -> None:
     config = parseConfig(
         """
@@ -204,8 +283,8 @@ storage:
 """,
         environ={"REGISTRY_STORAGE_S3_BUCKET": "other-bucket"},
     )
-    s3 = config.storage.s3
-    assert config.storage.driver == "s3" and s3 is not None
+    s3 = config.storage.backend
+    assert isinstance(s3, S3)
     assert s3.bucket == "other-bucket"
     assert s3.endpointURL() == "http://nas.example.test:9000"
     assert s3.forcePathStyle
@@ -233,8 +312,8 @@ def test_s3_redirect_defaults(lines: list[str], redirect: bool) -> None:
     if "REDIRECT_DISABLE" in lines or "REDIRECT_ENABLE" in lines:
         text += f"  redirect:\n    disable: {'true' if 'REDIRECT_DISABLE' in lines else 'false'}\n"
     config = parseConfig(text, environ={})
-    assert config.storage.s3 is not None
-    assert config.storage.s3.redirect is redirect
+    assert isinstance(config.storage.backend, S3)
+    assert config.storage.backend.redirect is redirect
     assert config.warnings == ()
 
 
@@ -253,9 +332,9 @@ def test_private_endpoints() -> None:
 
 def test_s3_on_aws() -> None:
     config = parseConfig("version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: eu-west-1\n", environ={})
-    assert config.storage.s3 is not None
-    assert config.storage.s3.endpointURL() == "https://s3.eu-west-1.amazonaws.com"
-    assert not config.storage.s3.forcePathStyle
+    assert isinstance(config.storage.backend, S3)
+    assert config.storage.backend.endpointURL() == "https://s3.eu-west-1.amazonaws.com"
+    assert not config.storage.backend.forcePathStyle
 
 
 def test_durations() -> None:

@@ -85,9 +85,11 @@ async def test_console_script_with_config_file(tmp_path: object) -> None:
     with open(config, "w") as f:
         f.write(
             f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
-            f"http:\n  addr: 127.0.0.1:{port}\nauth: {{}}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\nnotifications: {{}}\n"
         )
     script = os.path.join(os.path.dirname(sys.executable), "txregistry")
+    if not os.path.exists(script):
+        pytest.skip("the txregistry console script is not installed (pip install .)")
     process = subprocess.Popen(
         [script, "serve", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -100,7 +102,7 @@ async def test_console_script_with_config_file(tmp_path: object) -> None:
     finally:
         process.terminate()
         output = process.communicate(timeout=10)[0]
-    assert "config key auth is not supported yet and is ignored" in output
+    assert "config key notifications is not supported yet and is ignored" in output
 
 
 @pytest_twisted.ensureDeferred

@@ -9,7 +9,7 @@ import os
 import attrs
 from twisted.python import usage
 
-from txregistry.config import Config, ConfigError, loadConfig
+from txregistry.config import Config, ConfigError, Filesystem, loadConfig
 
 
 class Options(usage.Options):
@@ -54,7 +54,7 @@ def configFromOptions(options: usage.Options) -> Config:
     environ = {k: v for k, v in os.environ.items() if k != "REGISTRY_CONFIGURATION_PATH"}
     config = loadConfig(path, environ)
     if options["root"] is not None:
-        storage = attrs.evolve(config.storage, driver="filesystem", rootDirectory=options["root"])
+        storage = attrs.evolve(config.storage, backend=Filesystem(options["root"]))
         config = attrs.evolve(config, storage=storage)
     if options["listen"]:
         config = attrs.evolve(config, http=attrs.evolve(config.http, listen=tuple(options["listen"])))

@@ -20,7 +20,7 @@ from twisted.internet.error import CannotListenError
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from txregistry.config import S3, Config, ConfigError
+from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory
 from txregistry.logging import logger, setLevel
 from txregistry.registry import IRegistry, Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
@@ -33,11 +33,12 @@ log = logger(__name__)
 
 
 def storageDriver(config: Config) -> IStorageDriver:
-    if config.storage.driver == "inmemory":
+    backend = config.storage.backend
+    if isinstance(backend, InMemory):
         return MemoryDriver()
-    if config.storage.s3 is not None:
-        return s3Driver(config.storage.s3)
-    root = config.storage.rootDirectory
+    if isinstance(backend, S3):
+        return s3Driver(backend)
+    root = backend.rootDirectory
     os.makedirs(root, exist_ok=True)
     return FilesystemDriver(root)
 
@@ -187,11 +188,16 @@ class _RegistryService(MultiService):
     def startService(self) -> None:
         for warning in self.config.warnings:
             log.warn("{warning}", warning=warning)
-        storage = self.config.storage
+        backend = self.config.storage.backend
+        if isinstance(backend, Filesystem):
+            storage = f"filesystem storage in {os.path.abspath(backend.rootDirectory)}"
+        elif isinstance(backend, S3):
+            storage = f"s3 storage in bucket {backend.bucket}"
+        else:
+            storage = "inmemory storage"
         log.info(
-            "txregistry: {driver} storage{where}, listening on {listen}",
-            driver=storage.driver,
-            where=f" in {os.path.abspath(storage.rootDirectory)}" if storage.driver == "filesystem" else "",
+            "txregistry: {storage}, listening on {listen}",
+            storage=storage,
             listen=", ".join(self.config.http.listen),
         )
         if self.config.proxy is not None:

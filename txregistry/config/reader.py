@@ -1,262 +1,42 @@
 """
-registry:2's C{config.yml} (C{version: 0.1}) with its C{REGISTRY_*}
-environment overrides, read into frozen values.
-
-Keys we do not support yet are named in L{Config.warnings}, never silently
-dropped; a file we cannot make sense of raises L{ConfigError} with one line
-that names the key.
+Reading a C{config.yml} document into a L{Config}: a walker that remembers
+the keys it was asked about, and one parser for each section. A key left
+out takes the default of the schema's class (read from an instance made
+without it), so that each default is written once, there.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import difflib
 import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import yaml
 
-DEFAULT_ROOT = "registry-data"
-DEFAULT_ADDR = ":5000"
+from txregistry.config.environment import STORAGE_SETTINGS, applyEnvironment
+from txregistry.config.grammar import isPrivate, listenEndpoint, parseDuration, parseSize, remoteURL
+from txregistry.config.schema import (
+    DEFAULT_ROOT,
+    HTTP,
+    S3,
+    Config,
+    ConfigError,
+    Filesystem,
+    InMemory,
+    Log,
+    Proxy,
+    Storage,
+    UploadPurging,
+    Upstream,
+)
 
 _DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
 _SUPPORTED_DRIVERS = ("filesystem", "inmemory", "s3")
-_MiB = 1024 * 1024
-# storage.* keys that configure the registry rather than name a driver.
-_STORAGE_SETTINGS = ("delete", "maintenance", "cache", "redirect", "tag")
 _LOG_LEVELS = ("debug", "info", "warn", "error")
-
-
-class ConfigError(Exception):
-    """
-    The configuration cannot be used; C{str()} of it is one line for people.
-    """
-
-
-@attrs.frozen
-class UploadPurging:
-    enabled: bool = True
-    age: timedelta = timedelta(hours=168)
-    interval: timedelta = timedelta(hours=24)
-    dryRun: bool = False
-
-
-@attrs.frozen
-class S3:
-    """
-    registry:2's C{storage.s3}.
-    """
-
-    bucket: str
-    region: str = "us-east-1"
-    #: The endpoint's URL, for S3-compatible servers (MinIO, SeaweedFS).
-    regionEndpoint: str | None = None
-    #: Without keys, the standard AWS environment variables and files.
-    accessKey: str | None = None
-    secretKey: str | None = None
-    rootDirectory: str = ""
-    secure: bool = True
-    forcePathStyle: bool = False
-    skipVerify: bool = False
-    chunkSize: int = 10 * _MiB
-    multipartCopyThresholdSize: int = 32 * _MiB
-    multipartCopyChunkSize: int = 32 * _MiB
-    multipartCopyMaxConcurrency: int = 100
-    storageClass: str = "STANDARD"
-    encrypt: bool = False
-    #: Where clients are sent for blobs: presigned URLs for this endpoint
-    #: (storage.s3.redirectendpoint, else the endpoint itself), or no
-    #: redirects at all.
-    redirectEndpoint: str | None = None
-    redirect: bool = True
-
-    def endpointURL(self) -> str:
-        scheme = "https" if self.secure else "http"
-        if self.regionEndpoint is None:
-            return f"{scheme}://s3.{self.region}.amazonaws.com"
-        if "://" in self.regionEndpoint:
-            return self.regionEndpoint.rstrip("/")
-        return f"{scheme}://{self.regionEndpoint.rstrip('/')}"
-
-
-@attrs.frozen
-class Storage:
-    driver: str = "filesystem"
-    rootDirectory: str = DEFAULT_ROOT
-    s3: S3 | None = None
-    deleteEnabled: bool = False
-    readOnly: bool = False
-    uploadPurging: UploadPurging = UploadPurging()
-
-
-@attrs.frozen
-class HTTP:
-    #: Twisted endpoint description strings to listen on.
-    listen: tuple[str, ...] = ("tcp:5000",)
-    host: str | None = None
-    relativeURLs: bool = False
-    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class Log:
-    level: str = "info"
-    accessLog: bool = True
-
-
-@attrs.frozen
-class Upstream:
-    """
-    A registry that the proxy pulls through from. The default upstream
-    (registry:2's C{proxy.remoteurl}) has no name and serves every
-    repository no named upstream claims.
-    """
-
-    remoteURL: str
-    name: str = ""
-    username: str | None = None
-    password: str | None = None
-    #: How long content stays cached after its last pull.
-    ttl: timedelta = timedelta(hours=168)
-
-
-@attrs.frozen
-class Proxy:
-    """
-    registry:2's C{proxy} section, with more than one upstream allowed.
-    """
-
-    upstreams: tuple[Upstream, ...]
-    #: How long a tag is served from cache before upstream is asked again.
-    revalidate: timedelta = timedelta(seconds=60)
-    #: The most bytes of blobs to keep; least recently pulled go first.
-    maxSize: int | None = None
-    #: Pushes to repositories that no upstream serves.
-    allowPush: bool = False
-    #: How often expired and surplus content is looked for.
-    evictionInterval: timedelta = timedelta(minutes=10)
-    #: Seconds to connect to an upstream, and to wait for its next bytes.
-    timeout: float = 30.0
-
-    @property
-    def default(self) -> Upstream | None:
-        for upstream in self.upstreams:
-            if not upstream.name:
-                return upstream
-        return None
-
-    def named(self, name: str) -> Upstream | None:
-        for upstream in self.upstreams:
-            if upstream.name and upstream.name == name:
-                return upstream
-        return None
-
-
-@attrs.frozen
-class Config:
-    storage: Storage = Storage()
-    http: HTTP = HTTP()
-    log: Log = Log()
-    proxy: Proxy | None = None
-    #: One line for each key given that is not supported (yet).
-    warnings: tuple[str, ...] = ()
-
-
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-
-
-def parseDuration(text: str) -> timedelta:
-    """
-    A Go duration (C{168h}, C{1h30m}, C{10s}) as registry:2 writes them.
-    """
-    if text == "0":
-        return timedelta(0)
-    position, seconds = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration like 168h or 1h30m")
-    return timedelta(seconds=seconds)
-
-
-def listenEndpoint(addr: str, net: str = "tcp") -> str:
-    """
-    The Twisted endpoint for registry:2's C{http.addr} (C{:5000},
-    C{127.0.0.1:5000}, C{[::1]:5000}) or, with C{net: unix}, a socket path.
-    """
-    if net == "unix":
-        return "unix:" + addr.replace(":", r"\:")
-    if net != "tcp":
-        raise ValueError(f"net {net!r} is not tcp or unix")
-    host, separator, port = addr.rpartition(":")
-    if not separator or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{addr!r} is not [host]:port")
-    host = host.strip("[]")
-    if not host:
-        return f"tcp:{port}"
-    if host == "localhost":
-        host = "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{addr!r}: the host must be an IP address") from None
-    if address.version == 6:
-        return f"tcp6:{port}:interface={str(address).replace(':', chr(92) + ':')}"
-    return f"tcp:{port}:interface={address}"
-
-
-def _overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
-    found = []
-    for key, value in environ.items():
-        if not key.startswith("REGISTRY_") or len(key) == len("REGISTRY_"):
-            continue
-        path = key[len("REGISTRY_") :].lower().split("_")
-        try:
-            parsed = yaml.safe_load(value) if value else value
-        except yaml.YAMLError:
-            parsed = value
-        found.append((path, parsed))
-    # registry:2 applies parents before their children.
-    return sorted(found, key=lambda item: len(item[0]))
-
-
-def applyEnvironment(document: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """
-    C{document} with registry:2's C{REGISTRY_<KEY>_<KEY>...} variables
-    applied, each value read as YAML.
-    """
-    for path, value in _overrides(environ):
-        node = document
-        for part in path[:-1]:
-            child = node.get(part)
-            if part == "storage" and isinstance(child, str):
-                child = {child: {}}
-            if not isinstance(child, dict):
-                child = {}
-            node[part] = child
-            node = child
-        if path == ["storage"] and isinstance(value, str):
-            # REGISTRY_STORAGE=inmemory picks the driver.
-            settings = {k: v for k, v in (node.get("storage") or {}).items() if k in _STORAGE_SETTINGS}
-            value = {value: {}, **settings}
-        node[path[-1]] = value
-    return document
 
 
 class _Reader:
@@ -313,6 +93,23 @@ class _Reader:
         walk(self.document, "")
         return found
 
+    def nearest(self, key: str) -> str | None:
+        """
+        The known key beside C{key} that it is most likely a misspelling of.
+        """
+        section, _, name = key.rpartition(".")
+        siblings = [k.rpartition(".")[2] for k in self.known if k.rpartition(".")[0] == section]
+        close = difflib.get_close_matches(name, siblings, n=1)
+        if not close:
+            return None
+        return f"{section}.{close[0]}" if section else close[0]
+
+    def warning(self, key: str) -> str:
+        nearest = self.nearest(key)
+        if nearest is None:
+            return f"config key {key} is not supported yet and is ignored"
+        return f"config key {key} is not supported and is ignored (did you mean {nearest}?)"
+
 
 _KIND_NAMES = {
     "str": "a string",
@@ -323,13 +120,32 @@ _KIND_NAMES = {
 }
 
 
+def _refuseOpen(reader: _Reader) -> None:
+    """
+    Refuse what would leave the registry more open than the configuration
+    asks: authentication or TLS that is not there yet.
+    """
+    auth = reader.get("auth", (dict, str))
+    kinds = [auth] if isinstance(auth, str) else list(auth or ())
+    if kinds and kinds[0]:
+        raise ConfigError(
+            f"auth.{kinds[0]}: authentication is not supported yet; refusing to start an open registry"
+        )
+    tls = reader.get("http.tls", dict)
+    if tls:
+        raise ConfigError(
+            f"http.tls.{next(iter(tls))}: TLS from the configuration is not supported yet; refusing to "
+            "serve plain HTTP (remove http.tls and listen with --listen ssl:PORT:privateKey=KEY:certKey=CERT)"
+        )
+
+
 def _storage(reader: _Reader) -> Storage:
     section = reader.get("storage", dict)
     if section is None:
         raise ConfigError(
             "storage: no storage driver is configured (storage.filesystem.rootdirectory, for one)"
         )
-    drivers = [key for key in section if key not in _STORAGE_SETTINGS]
+    drivers = [key for key in section if key not in STORAGE_SETTINGS]
     if len(drivers) != 1:
         named = ", ".join(str(d) for d in drivers) or "none"
         raise ConfigError(f"storage: exactly one storage driver must be configured, found {named}")
@@ -340,17 +156,22 @@ def _storage(reader: _Reader) -> Storage:
             raise ConfigError(f"storage.{driver}: this storage driver is not supported yet ({supported} are)")
         raise ConfigError(f"storage.{driver}: unknown storage driver ({supported} are supported)")
     reader.get(f"storage.{driver}", dict)
-    root = DEFAULT_ROOT
+    backend: Filesystem | S3 | InMemory
     if driver == "filesystem":
-        root = reader.get("storage.filesystem.rootdirectory", str, "/var/lib/registry")
-    s3 = _s3(reader) if driver == "s3" else None
+        root = reader.get("storage.filesystem.rootdirectory", str, Filesystem().rootDirectory)
+        backend = Filesystem(root)
+    elif driver == "s3":
+        backend = _s3(reader)
+    else:
+        backend = InMemory()
     reader.get("storage.maintenance", dict)
     reader.get("storage.maintenance.uploadpurging", dict)
+    defaults = UploadPurging()
     purging = UploadPurging(
-        enabled=reader.get("storage.maintenance.uploadpurging.enabled", bool, True),
-        age=reader.duration("storage.maintenance.uploadpurging.age", timedelta(hours=168)),
-        interval=reader.duration("storage.maintenance.uploadpurging.interval", timedelta(hours=24)),
-        dryRun=reader.get("storage.maintenance.uploadpurging.dryrun", bool, False),
+        enabled=reader.get("storage.maintenance.uploadpurging.enabled", bool, defaults.enabled),
+        age=reader.duration("storage.maintenance.uploadpurging.age", defaults.age),
+        interval=reader.duration("storage.maintenance.uploadpurging.interval", defaults.interval),
+        dryRun=reader.get("storage.maintenance.uploadpurging.dryrun", bool, defaults.dryRun),
     )
     if purging.enabled and purging.interval <= timedelta(0):
         raise ConfigError("storage.maintenance.uploadpurging.interval: must be more than 0")
@@ -360,12 +181,11 @@ def _storage(reader: _Reader) -> Storage:
     if driver != "s3":
         # registry:2 redirects only where storage can hand out URLs.
         reader.get("storage.redirect.disable", bool)
+    settings = Storage()
     return Storage(
-        driver=driver,
-        rootDirectory=root,
-        s3=s3,
-        deleteEnabled=reader.get("storage.delete.enabled", bool, False),
-        readOnly=reader.get("storage.maintenance.readonly.enabled", bool, False),
+        backend=backend,
+        deleteEnabled=reader.get("storage.delete.enabled", bool, settings.deleteEnabled),
+        readOnly=reader.get("storage.maintenance.readonly.enabled", bool, settings.readOnly),
         uploadPurging=purging,
     )
 
@@ -381,7 +201,12 @@ def _size(reader: _Reader, key: str, default: int, minimum: int = 1) -> int:
     return int(value)
 
 
+# S3's smallest multipart part, but for the last.
+_MIN_PART = 5 * 1024 * 1024
+
+
 def _s3(reader: _Reader) -> S3:
+    defaults = S3(bucket="")
     bucket = reader.get("storage.s3.bucket", str)
     if not bucket:
         raise ConfigError("storage.s3.bucket: the bucket to keep the registry in is missing")
@@ -390,7 +215,7 @@ def _s3(reader: _Reader) -> S3:
     if region is None:
         if endpoint is None:
             raise ConfigError("storage.s3.region: missing (needed unless storage.s3.regionendpoint is given)")
-        region = "us-east-1"
+        region = defaults.region
     accessKey = reader.get("storage.s3.accesskey", str) or None
     secretKey = reader.get("storage.s3.secretkey", str) or None
     if (accessKey is None) != (secretKey is None):
@@ -416,40 +241,39 @@ def _s3(reader: _Reader) -> S3:
         regionEndpoint=endpoint,
         accessKey=accessKey,
         secretKey=secretKey,
-        rootDirectory=reader.get("storage.s3.rootdirectory", str, ""),
-        secure=reader.get("storage.s3.secure", bool, True),
+        rootDirectory=reader.get("storage.s3.rootdirectory", str, defaults.rootDirectory),
+        secure=reader.get("storage.s3.secure", bool, defaults.secure),
         forcePathStyle=pathStyle,
-        skipVerify=reader.get("storage.s3.skipverify", bool, False),
-        chunkSize=_size(reader, "storage.s3.chunksize", 10 * _MiB, 5 * _MiB),
-        multipartCopyThresholdSize=_size(reader, "storage.s3.multipartcopythresholdsize", 32 * _MiB),
-        multipartCopyChunkSize=_size(reader, "storage.s3.multipartcopychunksize", 32 * _MiB, 5 * _MiB),
-        multipartCopyMaxConcurrency=_size(reader, "storage.s3.multipartcopymaxconcurrency", 100),
-        storageClass=reader.get("storage.s3.storageclass", str, "STANDARD"),
-        encrypt=reader.get("storage.s3.encrypt", bool, False),
+        skipVerify=reader.get("storage.s3.skipverify", bool, defaults.skipVerify),
+        chunkSize=_size(reader, "storage.s3.chunksize", defaults.chunkSize, _MIN_PART),
+        multipartCopyThresholdSize=_size(
+            reader, "storage.s3.multipartcopythresholdsize", defaults.multipartCopyThresholdSize
+        ),
+        multipartCopyChunkSize=_size(
+            reader, "storage.s3.multipartcopychunksize", defaults.multipartCopyChunkSize, _MIN_PART
+        ),
+        multipartCopyMaxConcurrency=_size(
+            reader, "storage.s3.multipartcopymaxconcurrency", defaults.multipartCopyMaxConcurrency
+        ),
+        storageClass=reader.get("storage.s3.storageclass", str, defaults.storageClass),
+        encrypt=reader.get("storage.s3.encrypt", bool, defaults.encrypt),
     )
 
 
-def isPrivate(endpoint: str) -> bool:
-    """
-    Whether an endpoint's host is on a private network: a loopback,
-    private or link-local address, or a name without a public domain.
-    """
-    host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return "." not in host or host.endswith((".local", ".lan", ".internal", ".home", ".localdomain"))
-    return address.is_private or address.is_loopback or address.is_link_local
-
-
 def _http(reader: _Reader) -> HTTP:
+    defaults = HTTP()
     reader.get("http", dict)
-    addr = reader.get("http.addr", str, DEFAULT_ADDR)
-    net = reader.get("http.net", str, "tcp")
-    try:
-        listen = listenEndpoint(addr, net)
-    except ValueError as e:
-        raise ConfigError(f"http.addr: {e}") from None
+    addr = reader.get("http.addr", str)
+    net = reader.get("http.net", str)
+    if addr is None:
+        if net is not None:
+            raise ConfigError("http.addr: missing (http.net is given)")
+        listen = defaults.listen
+    else:
+        try:
+            listen = (listenEndpoint(addr) if net is None else listenEndpoint(addr, net),)
+        except ValueError as e:
+            raise ConfigError(f"http.addr: {e}") from None
     headers = reader.get("http.headers", dict, {})
     parsed: dict[str, tuple[str, ...]] = {}
     for name, value in headers.items():
@@ -461,35 +285,27 @@ def _http(reader: _Reader) -> HTTP:
     if host is not None and not re.match(r"https?://[^/]+", host):
         raise ConfigError(f"http.host: expected a URL like https://registry.example.com, got {host!r}")
     return HTTP(
-        listen=(listen,),
+        listen=listen,
         host=host,
-        relativeURLs=reader.get("http.relativeurls", bool, False),
+        relativeURLs=reader.get("http.relativeurls", bool, defaults.relativeURLs),
         headers=parsed,
     )
 
 
 def _log(reader: _Reader) -> Log:
     reader.get("log", dict)
-    level = reader.get("log.level", str, "info").lower()
+    level = reader.get("log.level", str, Log().level).lower()
     if level == "warning":
         level = "warn"
     if level not in _LOG_LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {level!r}")
     reader.get("log.accesslog", dict)
-    return Log(level=level, accessLog=not reader.get("log.accesslog.disabled", bool, False))
+    disabled = reader.get("log.accesslog.disabled", bool, not Log().accessLog)
+    return Log(level=level, accessLog=not disabled)
 
 
 _UPSTREAM_NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 _UPSTREAM_KEYS = ("name", "remoteurl", "username", "password", "ttl")
-
-
-def _remoteURL(key: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
-        raise ConfigError(
-            f"{key}: expected a registry's URL like https://registry-1.docker.io, got {value!r}"
-        )
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _upstream(reader: _Reader, key: str, name: str, ttl: timedelta) -> Upstream:
@@ -501,7 +317,7 @@ def _upstream(reader: _Reader, key: str, name: str, ttl: timedelta) -> Upstream:
     if (username is None) != (password is None):
         raise ConfigError(f"{key}.username: give both username and password, or neither")
     return Upstream(
-        remoteURL=_remoteURL(f"{key}.remoteurl", remote),
+        remoteURL=remoteURL(f"{key}.remoteurl", remote),
         name=name,
         username=username,
         password=password,
@@ -512,7 +328,8 @@ def _upstream(reader: _Reader, key: str, name: str, ttl: timedelta) -> Upstream:
 def _proxy(reader: _Reader) -> Proxy | None:
     if reader.get("proxy", dict) is None:
         return None
-    ttl = reader.duration("proxy.ttl", timedelta(hours=168))
+    defaults = Proxy(upstreams=())
+    ttl = reader.duration("proxy.ttl", Upstream(remoteURL="").ttl)
     upstreams = []
     if reader.get("proxy.remoteurl", str):
         upstreams.append(_upstream(reader, "proxy", "", ttl))
@@ -544,41 +361,21 @@ def _proxy(reader: _Reader) -> Proxy | None:
     if not upstreams:
         raise ConfigError("proxy.remoteurl: a proxy needs an upstream (proxy.remoteurl or proxy.upstreams)")
     maxSize = reader.get("proxy.maxsize", (int, str))
-    revalidate = reader.duration("proxy.revalidate", timedelta(seconds=60))
-    interval = reader.duration("proxy.evictioninterval", timedelta(minutes=10))
+    revalidate = reader.duration("proxy.revalidate", defaults.revalidate)
+    interval = reader.duration("proxy.evictioninterval", defaults.evictionInterval)
     if interval <= timedelta(0):
         raise ConfigError("proxy.evictioninterval: must be more than 0")
-    timeout = reader.duration("proxy.timeout", timedelta(seconds=30))
+    timeout = reader.duration("proxy.timeout", timedelta(seconds=defaults.timeout))
     if timeout <= timedelta(0):
         raise ConfigError("proxy.timeout: must be more than 0")
     return Proxy(
         upstreams=tuple(upstreams),
         revalidate=revalidate,
         maxSize=None if maxSize is None else parseSize("proxy.maxsize", maxSize),
-        allowPush=reader.get("proxy.allowpush", bool, False),
+        allowPush=reader.get("proxy.allowpush", bool, defaults.allowPush),
         evictionInterval=interval,
         timeout=timeout.total_seconds(),
     )
-
-
-_SIZE = re.compile(r"(\d+)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
-
-
-def parseSize(key: str, value: int | str) -> int:
-    """
-    A number of bytes: C{1073741824}, C{1GiB}, C{500MB}, C{20g}.
-    """
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE.fullmatch(value.strip())
-        if match is None:
-            raise ConfigError(f"{key}: expected a size like 50GiB or 20000000000, got {value!r}")
-        number, unit = match.group(1), (match.group(2) or "b").lower()
-        size = int(number) * (1024 if "i" in unit else 1000) ** "bkmgt".index(unit[0])
-    if size <= 0:
-        raise ConfigError(f"{key}: must be more than 0, got {value!r}")
-    return size
 
 
 def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -609,9 +406,9 @@ def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError("version: missing (registry:2 configuration files start with 'version: 0.1')")
     if str(version) != "0.1":
         raise ConfigError(f"version: only version 0.1 is known, got {version!r}")
+    _refuseOpen(reader)
     config = Config(storage=_storage(reader), http=_http(reader), log=_log(reader), proxy=_proxy(reader))
-    warnings = tuple(f"config key {key} is not supported yet and is ignored" for key in reader.unknown())
-    return attrs.evolve(config, warnings=warnings)
+    return attrs.evolve(config, warnings=tuple(reader.warning(key) for key in reader.unknown()))
 
 
 def loadConfig(path: str | None, environ: Mapping[str, str] | None = None) -> Config:

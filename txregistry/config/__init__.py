@@ -1,0 +1,49 @@
+"""
+registry:2's C{config.yml} (C{version: 0.1}) with its C{REGISTRY_*}
+environment overrides, read into frozen values.
+
+Keys we do not support yet are named in L{Config.warnings}, never silently
+dropped; a file we cannot make sense of, or one that asks for security we
+do not have yet, raises L{ConfigError} with one line that names the key.
+"""
+
+from txregistry.config.environment import applyEnvironment
+from txregistry.config.grammar import isPrivate, listenEndpoint, parseDuration, parseSize, remoteURL
+from txregistry.config.reader import loadConfig, parseConfig
+from txregistry.config.schema import (
+    DEFAULT_ROOT,
+    HTTP,
+    S3,
+    Config,
+    ConfigError,
+    Filesystem,
+    InMemory,
+    Log,
+    Proxy,
+    Storage,
+    UploadPurging,
+    Upstream,
+)
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "HTTP",
+    "S3",
+    "Config",
+    "ConfigError",
+    "Filesystem",
+    "InMemory",
+    "Log",
+    "Proxy",
+    "Storage",
+    "UploadPurging",
+    "Upstream",
+    "applyEnvironment",
+    "isPrivate",
+    "listenEndpoint",
+    "loadConfig",
+    "parseConfig",
+    "parseDuration",
+    "parseSize",
+    "remoteURL",
+]

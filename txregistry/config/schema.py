@@ -1,0 +1,166 @@
+"""
+What a configuration says, as frozen values. Each default is written here
+and nowhere else: the reader takes its defaults from these classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+import attrs
+
+#: Where the data lives when there is no configuration at all.
+DEFAULT_ROOT = "registry-data"
+
+_MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used; C{str()} of it is one line for people.
+    """
+
+
+@attrs.frozen
+class UploadPurging:
+    enabled: bool = True
+    age: timedelta = timedelta(hours=168)
+    interval: timedelta = timedelta(hours=24)
+    dryRun: bool = False
+
+
+@attrs.frozen
+class Filesystem:
+    """
+    registry:2's C{storage.filesystem}.
+    """
+
+    rootDirectory: str = "/var/lib/registry"
+
+
+@attrs.frozen
+class InMemory:
+    """
+    registry:2's C{storage.inmemory}: gone when the registry stops.
+    """
+
+
+@attrs.frozen
+class S3:
+    """
+    registry:2's C{storage.s3}.
+    """
+
+    bucket: str
+    region: str = "us-east-1"
+    #: The endpoint's URL, for S3-compatible servers (MinIO, SeaweedFS).
+    regionEndpoint: str | None = None
+    #: Without keys, the standard AWS environment variables and files.
+    accessKey: str | None = None
+    secretKey: str | None = None
+    rootDirectory: str = ""
+    secure: bool = True
+    forcePathStyle: bool = False
+    skipVerify: bool = False
+    chunkSize: int = 10 * _MiB
+    multipartCopyThresholdSize: int = 32 * _MiB
+    multipartCopyChunkSize: int = 32 * _MiB
+    multipartCopyMaxConcurrency: int = 100
+    storageClass: str = "STANDARD"
+    encrypt: bool = False
+    #: Where clients are sent for blobs: presigned URLs for this endpoint
+    #: (storage.s3.redirectendpoint, else the endpoint itself), or no
+    #: redirects at all.
+    redirectEndpoint: str | None = None
+    redirect: bool = True
+
+    def endpointURL(self) -> str:
+        scheme = "https" if self.secure else "http"
+        if self.regionEndpoint is None:
+            return f"{scheme}://s3.{self.region}.amazonaws.com"
+        if "://" in self.regionEndpoint:
+            return self.regionEndpoint.rstrip("/")
+        return f"{scheme}://{self.regionEndpoint.rstrip('/')}"
+
+
+@attrs.frozen
+class Storage:
+    #: Where the content is kept: the one storage driver configured.
+    backend: Filesystem | S3 | InMemory = Filesystem(DEFAULT_ROOT)
+    deleteEnabled: bool = False
+    readOnly: bool = False
+    uploadPurging: UploadPurging = UploadPurging()
+
+
+@attrs.frozen
+class HTTP:
+    #: Twisted endpoint description strings to listen on.
+    listen: tuple[str, ...] = ("tcp:5000",)
+    host: str | None = None
+    relativeURLs: bool = False
+    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Log:
+    level: str = "info"
+    accessLog: bool = True
+
+
+@attrs.frozen
+class Upstream:
+    """
+    A registry that the proxy pulls through from. The default upstream
+    (registry:2's C{proxy.remoteurl}) has no name and serves every
+    repository no named upstream claims.
+    """
+
+    remoteURL: str
+    name: str = ""
+    username: str | None = None
+    password: str | None = None
+    #: How long content stays cached after its last pull.
+    ttl: timedelta = timedelta(hours=168)
+
+
+@attrs.frozen
+class Proxy:
+    """
+    registry:2's C{proxy} section, with more than one upstream allowed.
+    """
+
+    upstreams: tuple[Upstream, ...]
+    #: How long a tag is served from cache before upstream is asked again.
+    revalidate: timedelta = timedelta(seconds=60)
+    #: The most bytes of blobs to keep; least recently pulled go first.
+    maxSize: int | None = None
+    #: Pushes to repositories that no upstream serves.
+    allowPush: bool = False
+    #: How often expired and surplus content is looked for.
+    evictionInterval: timedelta = timedelta(minutes=10)
+    #: Seconds to connect to an upstream, and to wait for its next bytes.
+    timeout: float = 30.0
+
+    @property
+    def default(self) -> Upstream | None:
+        for upstream in self.upstreams:
+            if not upstream.name:
+                return upstream
+        return None
+
+    def named(self, name: str) -> Upstream | None:
+        for upstream in self.upstreams:
+            if upstream.name and upstream.name == name:
+                return upstream
+        return None
+
+
+@attrs.frozen
+class Config:
+    storage: Storage = Storage()
+    http: HTTP = HTTP()
+    log: Log = Log()
+    proxy: Proxy | None = None
+    #: One line for each key given that is not supported (yet).
+    warnings: tuple[str, ...] = ()
