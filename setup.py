@@ -1,8 +1,19 @@
+import re
+
 from setuptools import find_packages, setup
+
+
+def version() -> str:
+    # Written once, where --version prints it from.
+    with open("txregistry/options.py", encoding="utf-8") as f:
+        match = re.search(r'^__version__ = "([^"]+)"$', f.read(), re.MULTILINE)
+    assert match is not None, "no __version__ in txregistry/options.py"
+    return match.group(1)
+
 
 setup(
     name="txregistry",
-    version="0.1.0",
+    version=version(),
     description="A container registry (OCI distribution, Docker Registry HTTP API v2) on Twisted",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

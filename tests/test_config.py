@@ -400,7 +400,7 @@ def test_port_in_use_stops_start_up_with_one_line(command: list[str], tmp_path: 
     assert result.returncode == 1
     # twistd logs what is written to stderr, so look at both streams.
     output = result.stdout + result.stderr
-    assert f"txregistry: cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use\n" in output
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use\n" in output
     assert "Traceback" not in output
 
 

@@ -12,9 +12,37 @@ import sys
 from twisted.python import usage
 
 from txregistry.config import ConfigError
-from txregistry.options import Options
+from txregistry.options import Options, __version__, configFromOptions
 
-USAGE = "usage: txregistry serve [--listen ENDPOINT]... [--root DIR] [CONFIG]\n"
+
+class Command(usage.Options):
+    synopsis = "Usage: txregistry [options]"
+    longdesc = (
+        "A container registry (OCI distribution, Docker Registry HTTP API v2) on Twisted. "
+        "twistd registry runs the same service with twistd's daemon options."
+    )
+    subCommands = [
+        ["serve", None, Options, "Run the registry in the foreground, logging to standard output"],
+    ]
+
+    def opt_version(self) -> None:
+        """
+        Display txregistry's version and exit.
+        """
+        print(f"txregistry {__version__}")
+        raise SystemExit(0)
+
+    def opt_help(self) -> None:
+        """
+        Display this help (and the serve command's options) and exit.
+        """
+        print(self)
+        print(f"Usage: txregistry serve {Options.synopsis}\n{Options().getUsage()}")
+        raise SystemExit(0)
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("give a command: serve")
 
 
 def serve(options: Options) -> None:
@@ -25,7 +53,7 @@ def serve(options: Options) -> None:
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     try:
-        service = makeService(options.registryConfig)
+        service = makeService(configFromOptions(options))
     except ConfigError as e:
         raise SystemExit(f"txregistry: {e}") from None
     # Ports are bound here, before the reactor runs: one in use ends start-up.
@@ -35,20 +63,14 @@ def serve(options: Options) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] in (["-h"], ["--help"]):
-        sys.stdout.write(USAGE)
-        return
-    if args[:1] != ["serve"]:
-        sys.stderr.write(USAGE)
-        raise SystemExit(2)
-    options = Options()
+    command = Command()
     try:
-        options.parseOptions(args[1:])
+        command.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as e:
-        sys.stderr.write(f"txregistry: {e}\n")
+        sys.stderr.write(f"txregistry: {e} (txregistry --help lists the commands and options)\n")
         raise SystemExit(2) from None
-    serve(options)
+    assert isinstance(command.subOptions, Options)
+    serve(command.subOptions)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,17 @@ The command line of C{twistd registry} and C{txregistry serve}.
 
 from __future__ import annotations
 
+import getopt
 import os
+import sys
+from collections.abc import Sequence
 
 import attrs
 from twisted.python import usage
 
-from txregistry.config import Config, ConfigError, Filesystem, loadConfig
+from txregistry.config import Config, Filesystem, loadConfig
+
+__version__ = "0.1.0"
 
 
 class Options(usage.Options):
@@ -17,11 +22,12 @@ class Options(usage.Options):
     longdesc = (
         "Run a container registry (OCI distribution / Docker Registry HTTP API v2). "
         "With no configuration it keeps its data in ./registry-data and listens on port 5000. "
-        "CONFIG is a registry:2 config.yml; REGISTRY_* environment variables override it."
+        "CONFIG is a registry:2 config.yml; REGISTRY_* environment variables override it, "
+        "and the options here override both."
     )
     optParameters = [
         ["config", "c", None, "registry:2 configuration file (config.yml)"],
-        ["root", None, None, "filesystem storage directory (overrides the configuration)"],
+        ["root", None, None, "filesystem storage directory (overrides the configuration's storage)"],
     ]
 
     def __init__(self) -> None:
@@ -34,20 +40,39 @@ class Options(usage.Options):
         """
         self["listen"].append(description)
 
+    def opt_version(self) -> None:
+        """
+        Display txregistry's version and exit.
+        """
+        print(f"txregistry {__version__}")
+        raise SystemExit(0)
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # Options may follow CONFIG (serve config.yml --listen tcp:5000), as
+        # GNU getopt allows: put them first for Twisted's parser.
+        args = sys.argv[1:] if options is None else list(options)
+        try:
+            found, positional = getopt.gnu_getopt(args, self.shortOpt, self.longOpt)
+        except getopt.GetoptError as e:
+            raise usage.UsageError(str(e)) from None
+        flags = [
+            f"{name}={value}" if f"{name[2:]}=" in self.longOpt else name + value for name, value in found
+        ]
+        super().parseOptions([*flags, "--", *positional])
+
     def parseArgs(self, config: str | None = None) -> None:
         if config is not None:
             if self["config"] is not None:
                 raise usage.UsageError("give the configuration file once, as --config or as CONFIG")
             self["config"] = config
 
-    def postOptions(self) -> None:
-        try:
-            self.registryConfig = configFromOptions(self)
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
-
 
 def configFromOptions(options: usage.Options) -> Config:
+    """
+    The configuration that C{options} name, with their overrides.
+
+    @raise ConfigError: if it cannot be used.
+    """
     path = options["config"]
     if path is None and os.environ.get("REGISTRY_CONFIGURATION_PATH"):
         path = os.environ["REGISTRY_CONFIGURATION_PATH"]

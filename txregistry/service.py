@@ -17,6 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
@@ -39,17 +40,29 @@ def storageDriver(config: Config) -> IStorageDriver:
     if isinstance(backend, S3):
         return s3Driver(backend)
     root = backend.rootDirectory
-    os.makedirs(root, exist_ok=True)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        reason = "not a directory" if isinstance(e, FileExistsError) else e.strerror
+        raise ConfigError(
+            f"storage: cannot keep the registry in {root}: {reason}; give a directory that can be "
+            "created and written to (storage.filesystem.rootdirectory or --root)"
+        ) from None
     return FilesystemDriver(root)
 
 
 def s3Driver(s3: S3) -> IStorageDriver:
-    # Imported here: botocore and treq are the s3 extra's, not needed otherwise.
-    from botocore.credentials import Credentials
-    from botocore.session import Session
+    try:
+        # Imported here: botocore and treq are the s3 extra's, not needed otherwise.
+        from botocore.credentials import Credentials
+        from botocore.session import Session
 
-    from txregistry.storage.s3 import S3Driver
-    from txregistry.storage.s3client import Endpoint, S3Client
+        from txregistry.storage.s3 import S3Driver
+        from txregistry.storage.s3client import Endpoint, S3Client
+    except ImportError as e:
+        raise ConfigError(
+            f"storage.s3: S3 storage needs the s3 extra (pip install 'txregistry[s3]'): {e}"
+        ) from None
 
     if s3.accessKey is not None and s3.secretKey is not None:
         credentials = Credentials(s3.accessKey, s3.secretKey)
@@ -150,18 +163,32 @@ def site(config: Config, registry: IRegistry | None = None) -> Site:
     return _Site(RootResource(resource(config, registry)), config.log.accessLog)
 
 
+class _CannotStart(SystemExit, Exception):
+    """
+    Start-up cannot go on, for the reason in one line. An L{Exception}, so
+    that twistd's daemon runner passes it to the parent waiting in the
+    foreground (in at most 100 bytes, after the class's name) and removes
+    the pid file; a L{SystemExit}, so that it then ends the process with
+    that line rather than a traceback.
+    """
+
+
 @contextmanager
 def _listening() -> Iterator[None]:
     """
     A port that cannot be bound ends start-up with one line, under twistd
-    as under C{txregistry serve}.
+    (daemon or not) as under C{txregistry serve}.
     """
     try:
         yield
     except CannotListenError as e:
-        raise SystemExit(
-            f"txregistry: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
-        ) from None
+        where = f"{e.interface or '*'}:{e.port}" if isinstance(e.port, int) else str(e.port)
+        reason = getattr(e.socketError, "strerror", None) or e.socketError
+        raise _CannotStart(f"cannot listen on {where}: {reason}") from None
+    except (OSError, OverflowError) as e:
+        # What Twisted leaves unwrapped: a port out of range, a socket's
+        # lock file that cannot be made.
+        raise _CannotStart(f"cannot listen: {e}") from None
 
 
 class _RegistryService(MultiService):
@@ -211,6 +238,22 @@ class _RegistryService(MultiService):
             super().startService()
 
 
+def _endpoint(description: str) -> IStreamServerEndpoint:
+    try:
+        return serverFromString(reactor, description)
+    except ImportError as e:
+        # pyOpenSSL, which ssl: endpoints need, is the tls extra's.
+        need = "TLS needs pyOpenSSL (pip install 'txregistry[tls]')" if description.startswith("ssl:") else e
+        raise ConfigError(f"--listen {description}: {need}") from None
+    except OSError as e:
+        raise ConfigError(f"--listen {description}: {e.strerror}: {e.filename}") from None
+    except (ValueError, TypeError) as e:
+        hint = f"tcp:{description}" if description.isdigit() else "tcp:5000:interface=127.0.0.1"
+        raise ConfigError(
+            f"--listen {description}: not a Twisted endpoint ({e}); give one such as {hint}"
+        ) from None
+
+
 def makeService(config: Config) -> IService:
     """
     The registry as a service: its listening endpoints and, when enabled,
@@ -222,7 +265,7 @@ def makeService(config: Config) -> IService:
     service = _RegistryService(config, registry, cache)
     factory = site(config, cache if cache is not None else registry)
     for description in config.http.listen:
-        endpoint = serverFromString(reactor, description)
+        endpoint = _endpoint(description)
         listener = StreamServerEndpointService(endpoint, factory)
         # A port that cannot be bound must stop start-up, not only be logged.
         listener._raiseSynchronously = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.application.service import IService
 
 from txregistry.config import ConfigError
-from txregistry.options import Options
+from txregistry.options import Options, configFromOptions
 from txregistry.service import makeService as _makeService
 
 __all__ = ["Options", "makeService"]
@@ -15,6 +15,6 @@ __all__ = ["Options", "makeService"]
 
 def makeService(options: Options) -> IService:
     try:
-        return _makeService(options.registryConfig)
+        return _makeService(configFromOptions(options))
     except ConfigError as e:
         raise SystemExit(f"txregistry: {e}") from None
