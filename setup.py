@@ -5,9 +5,9 @@ from setuptools import find_packages, setup
 
 def version() -> str:
     # Written once, where --version prints it from.
-    with open("txregistry/options.py", encoding="utf-8") as f:
+    with open("txregistry/__init__.py", encoding="utf-8") as f:
         match = re.search(r'^__version__ = "([^"]+)"$', f.read(), re.MULTILINE)
-    assert match is not None, "no __version__ in txregistry/options.py"
+    assert match is not None, "no __version__ in txregistry/__init__.py"
     return match.group(1)
 
 

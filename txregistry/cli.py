@@ -11,8 +11,9 @@ import sys
 
 from twisted.python import usage
 
+from txregistry import __version__
 from txregistry.config import ConfigError
-from txregistry.options import Options, __version__, configFromOptions
+from txregistry.options import Options, configFromOptions
 
 
 class Command(usage.Options):

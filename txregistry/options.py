@@ -12,9 +12,8 @@ from collections.abc import Sequence
 import attrs
 from twisted.python import usage
 
+from txregistry import __version__
 from txregistry.config import Config, Filesystem, loadConfig
-
-__version__ = "0.1.0"
 
 
 class Options(usage.Options):

@@ -260,12 +260,13 @@ def makeService(config: Config) -> IService:
     the purging of old uploads.
     """
     setLevel(config.log.level)
+    # Before anything is made on disk: a listener that cannot be is known now.
+    endpoints = [_endpoint(description) for description in config.http.listen]
     registry = registryOf(config)
     cache = cacheOf(config, registry)
     service = _RegistryService(config, registry, cache)
     factory = site(config, cache if cache is not None else registry)
-    for description in config.http.listen:
-        endpoint = _endpoint(description)
+    for endpoint in endpoints:
         listener = StreamServerEndpointService(endpoint, factory)
         # A port that cannot be bound must stop start-up, not only be logged.
         listener._raiseSynchronously = True
