@@ -163,3 +163,23 @@ def test_a_stream_is_delivered_once() -> None:
         pass
     else:
         raise AssertionError("delivered twice")
+
+
+def test_whoever_hears_of_a_failing_sink_may_discard_the_rest() -> None:
+    pump = Pump(Producer())
+    sink = SlowSink()
+    drained: list[object] = []
+
+    def failed(failure: Failure) -> None:
+        # As a request does: answer the error, then throw a bounded amount
+        # of the rest away before closing.
+        pump.discard(3).addBoth(drained.append)
+
+    pump.deliver(sink).addErrback(failed)
+    pump.received(b"12")
+    assert sink.pending is not None
+    sink.pending.errback(Failure(ValueError("too large")))
+    pump.received(b"abc")
+    assert drained == []
+    pump.received(b"d")
+    assert drained == [None]

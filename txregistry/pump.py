@@ -191,12 +191,14 @@ class Pump:
         self._busy = False
         if self._error is None:
             self._error = failure
-        self._finish()
         # The rest is not wanted, but the producer must not stall on it.
+        # Before the delivery fails: whoever it tells may discard the rest
+        # with a sink of their own.
         self._sink = lambda data: succeed(None)
         self._buffer.clear()
         self._buffered = 0
         self._resume()
+        self._finish()
 
     def _finish(self) -> None:
         done, self._done = self._done, None

@@ -10,11 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.python.failure import Failure
 
 from txregistry.logging import logger
 from txregistry.registry.catalog import repositories
 from txregistry.registry.registry import Registry
-from txregistry.storage import IPurgeable, PathNotFound, layout
+from txregistry.storage import IPurgeable, PathNotFound, StorageUnavailable, layout
 
 log = logger(__name__)
 
@@ -80,5 +81,12 @@ class UploadPurger(TimerService):
 
     def _purge(self) -> Deferred[None]:
         d = ensureDeferred(purgeUploads(self._registry, self._age, self._dryRun))
-        d.addErrback(lambda f: log.failure("purging uploads failed", f))
+        d.addErrback(self._failed)
         return d.addCallback(lambda _: None)
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(StorageUnavailable):
+            # Said in one line, at every interval until storage is back.
+            log.error("purging uploads failed: {why}", why=failure.getErrorMessage())
+        else:
+            log.failure("purging uploads failed", failure)
