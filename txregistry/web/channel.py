@@ -53,6 +53,9 @@ class RegistryChannel(HTTPChannel):
         super().dataReceived(data)
 
     def headerReceived(self, line: bytes) -> bool:
+        if line[:1] not in b"HhCc":
+            # Neither Host nor Content-Length: most headers, at no cost.
+            return bool(super().headerReceived(line))
         name, _, value = line.partition(b":")
         name = name.lower()
         value = value.strip(b" \t")
@@ -67,8 +70,7 @@ class RegistryChannel(HTTPChannel):
             # HTTPChannel takes any run of digits, however long.
             if not (value.isdigit() and len(value) <= 19 and int(value) <= _MAX_CONTENT_LENGTH):
                 return self._refuse(400, "bad Content-Length")
-        ok: bool = super().headerReceived(line)
-        return ok
+        return bool(super().headerReceived(line))
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # HTTPChannel keeps _receivedHeaderSize (a documented but private

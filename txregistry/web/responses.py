@@ -126,12 +126,8 @@ class Endpoint(Resource):
         except RegistryError as e:
             writeError(request, e)
             return NOT_DONE_YET
-        # Fires once the response is finished or the client has gone:
-        # either way, nobody is left to tell of a failure.
-        over = request.notifyFinish()
-        over.addErrback(lambda _: None)
         d: Deferred[None] = Deferred.fromCoroutine(handler(request))  # type: ignore[arg-type]
-        d.addErrback(self._failed, request, over)
+        d.addErrback(self._failed, request)
         return NOT_DONE_YET
 
     def prepare(self, request: Request, writing: bool) -> None:
@@ -140,8 +136,10 @@ class Endpoint(Resource):
         cannot be served; C{writing} says whether it would change something.
         """
 
-    def _failed(self, failure: Failure, request: Request, over: Deferred[None]) -> None:
-        if failure.check(ConsumerGone) or over.called:
+    def _failed(self, failure: Failure, request: Request) -> None:
+        # Finished, or the client has gone (Request.connectionLost lets go
+        # of its channel): either way nobody is left to tell.
+        if failure.check(ConsumerGone) or request.finished or request.channel is None:
             return
         if getattr(request, "startedWriting", False):
             # Too late for an error body: cut the response short so the
