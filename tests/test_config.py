@@ -207,6 +207,9 @@ def test_bad_configurations(text: str, message: str) -> None:
         (REGISTRY2_DEFAULT, {}, "auth.htpasswd: authentication is not supported yet"),
         ("auth:\n  token:\n    realm: https://auth.example.test/token\n", {}, "auth.token: authentication"),
         ("auth: silly\n", {}, "auth.silly: authentication"),
+        # A kind beside an empty or null key is still a kind.
+        ("auth:\n  ~: {}\n  htpasswd:\n    realm: r\n", {}, "auth.htpasswd: authentication"),
+        ('auth:\n  "": {}\n', {}, "auth.'': authentication"),
         ("", {"REGISTRY_AUTH_HTPASSWD_REALM": "basic-realm"}, "auth.htpasswd: authentication"),
         ("", {"REGISTRY_AUTH": "silly"}, "auth.silly: authentication"),
         ("auth: silly\n", {"REGISTRY_AUTH_SILLY_REALM": "r"}, "auth.silly: authentication"),

@@ -18,10 +18,15 @@ from urllib.parse import urlsplit
 import attrs
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
 
 from tests.helpers import Client, RegistryProcess, freePort, sha256
 from txregistry.manifest import MAX_MANIFEST_SIZE, OCI_MANIFEST
+from txregistry.pump import Pump
+from txregistry.reference import Digest
 from txregistry.registry import Registry, purgeUploads
 from txregistry.storage import MemoryDriver
 
@@ -405,5 +410,99 @@ async def test_upload_progress_is_bounded_and_purged() -> None:
 
     started = [await registry.uploads.start("r") for _ in range(PROGRESS_ENTRIES + 10)]
     assert progress.size == PROGRESS_ENTRIES
-    # An upload whose progress was dropped is still there, hashed again.
-    assert (await registry.uploads.status("r", started[0].uuid)).size == 0
+    # An upload whose progress was dropped is still there, and is hashed
+    # again from storage when it goes on.
+    first = started[0].uuid
+    await registry.uploads.append("r", first, bodyOf(b"some "))
+    for _ in range(PROGRESS_ENTRIES):
+        await registry.uploads.start("r")
+    size = await registry.uploads.finish("r", first, Digest.of(b"some bytes"), bodyOf(b"bytes"))
+    assert size == len(b"some bytes")
+
+
+def bodyOf(data: bytes) -> Pump:
+    pump = Pump(limit=len(data))
+    pump.received(data)
+    pump.end()
+    return pump
+
+
+def test_a_body_sent_to_a_blob_being_read_is_not_held(spooling: tuple[RegistryProcess, str]) -> None:
+    """
+    A client that sends a body nobody takes while it reads a large answer:
+    HTTPChannel resumes the connection each time some of the answer has
+    gone, so only the body's own bound keeps the server's memory flat.
+    """
+    process, _ = spooling
+    blob = os.urandom(64 * MiB)
+    digest = sha256(blob)
+    assert rawRequest(process.port, "POST", f"/v2/big/blobs/uploads/?digest={digest}", blob).status == 201
+    before = process.rss()
+    connection = RawConnection(process.port)
+    try:
+        head = f"GET /v2/big/blobs/{digest} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {HUGE}\r\n\r\n"
+        connection.send(head.encode())
+        with ThreadPoolExecutor(1) as pool:
+            # The answer is read as fast as it comes, while the body goes.
+            reading = pool.submit(connection.readUntilClosed, time.monotonic() + 30)
+            sent = connection.sendBody(128 * MiB)
+            peak = process.rss()
+            try:
+                connection.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # Cut already.
+            reading.result()
+    finally:
+        connection.close()
+    assert sent < 32 * MiB, f"the server took {sent / MiB:.0f} MiB of a body it does not read"
+    assert peak - before < 16 * MiB, f"memory grew by {(peak - before) / MiB:.1f} MiB"
+    assert rawRequest(process.port, "GET", "/v2/").status == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_100_continue_after_the_final_answer(fsRegistry: Client) -> None:
+    def ask() -> tuple[RawResponse, bytes]:
+        connection = RawConnection(portOf(fsRegistry))
+        try:
+            connection.send(
+                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"
+            )
+            response = connection.readResponse(time.monotonic() + 5)
+            # The body is never sent, as it was not asked for: the server
+            # must not wait for it, and what else comes is no 100 Continue
+            # (it would be taken for the answer to a next request).
+            return response, connection.readUntilClosed(time.monotonic() + 5)
+        finally:
+            connection.close()
+
+    response, rest = await deferToThread(ask)
+    assert response.status == 404
+    assert rest == b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_leaves_mid_body_is_no_failure(fsRegistry: Client) -> None:
+    started = await fsRegistry.request("POST", "/v2/team/app/blobs/uploads/")
+    location = urlsplit(started.header("Location") or "").path
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+
+        def leave() -> None:
+            connection = RawConnection(portOf(fsRegistry))
+            connection.send(
+                f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {8 * MiB}\r\n\r\n".encode()
+            )
+            connection.sendBody(MiB)
+            connection.close()
+
+        await deferToThread(leave)
+        # The server hears of the close in its own time.
+        await deferLater(reactor, 0.5)
+        status = await fsRegistry.request("GET", location)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    # Nobody is left to tell, and nothing went wrong on our side.
+    assert [e for e in events if "log_failure" in e] == []
+    # What arrived is kept, for the client to carry on from.
+    assert status.code == 204

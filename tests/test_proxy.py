@@ -35,6 +35,7 @@ from tests.proxy import (
     upstreamRegistry,
 )
 from tests.s3server import SeaweedFS
+from tests.test_hardening import tmpfs
 from txregistry.manifest import OCI_INDEX, OCI_MANIFEST
 from txregistry.proxy import Eviction
 from txregistry.reference import Digest
@@ -581,3 +582,46 @@ async def test_upstream_json_nested_too_deeply_is_no_answer(tmp_path: object) ->
         async with proxyRegistry(os.path.join(str(tmp_path), "p"), deepest.url) as proxy:
             response = await proxy.client.request("GET", "/v2/team/app/tags/list")
             assert (response.code, response.errorCode()) == (404, "NAME_UNKNOWN")
+
+
+@pytest_twisted.ensureDeferred
+async def test_references_neither_tag_nor_digest_are_unknown(tmp_path: object, upstream: Upstream) -> None:
+    async with proxyRegistry(os.path.join(str(tmp_path), "p"), upstream.url) as proxy:
+        for method in ("GET", "HEAD"):
+            response = await proxy.client.request(method, "/v2/team/app/manifests/.INVALID_MANIFEST_NAME")
+            assert response.code == 404
+        response = await proxy.client.request("GET", "/v2/team/app/manifests/.INVALID_MANIFEST_NAME")
+        assert response.errorCode() == "MANIFEST_UNKNOWN"
+    assert upstream.counting.seen == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cache_whose_storage_is_full(tmp_path: object, upstream: Upstream) -> None:
+    small, large = os.urandom(10_000), os.urandom(4 * 1024 * 1024)
+    for blob in (small, large):
+        await upstream.client.pushBlob("team/app", blob)
+    root = os.path.join(str(tmp_path), "small")
+    with tmpfs(root, "1m"):
+        async with proxyRegistry(root, upstream.url) as proxy:
+            # Larger than the disk: the client is cut off before the end,
+            # and nothing of it is left behind.
+            url = proxy.client.url(f"/v2/team/app/blobs/{sha256(large)}")
+            try:
+                response = await treq.get(url, agent=proxy.client.agent)
+                received = await treq.content(response)
+            except ResponseFailed:
+                received = b""
+            assert len(received) < len(large)
+            await proxy.cache.settled()
+            store = os.path.join(root, "docker/registry/v2")
+            assert not [files for _, _, files in os.walk(os.path.join(store, "blobs")) if files]
+            uploads = os.path.join(store, "repositories/team/app/_uploads")
+            assert not os.path.exists(uploads) or os.listdir(uploads) == []
+            with open(os.path.join(root, "filler"), "wb") as f:
+                try:
+                    f.write(b"x" * 1024 * 1024)
+                except OSError:
+                    pass  # Full now.
+            # Storage that takes nothing: unavailability, not the upstream's fault.
+            response = await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(small)}")
+            assert (response.code, response.errorCode()) == (503, "UNAVAILABLE")

@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txregistry.pump import Pump
+from txregistry.pump import Overflow, Pump
 
 
 @implementer(IPushProducer)
@@ -109,6 +109,10 @@ def test_a_broken_stream_fails_the_delivery() -> None:
     done = results(pump.deliver(sink))
     pump.received(b"x")
     pump.fail(Failure(ConnectionError("gone")))
+    # Told only once the sink is done with what it has: it may then close
+    # what it writes to without a write still under way.
+    assert done == []
+    sink.take()
     [failure] = done
     assert isinstance(failure, Failure) and failure.check(ConnectionError)
     # Nothing more is taken in once it broke.
@@ -183,3 +187,23 @@ def test_whoever_hears_of_a_failing_sink_may_discard_the_rest() -> None:
     assert drained == []
     pump.received(b"d")
     assert drained == [None]
+
+
+def test_a_producer_that_is_resumed_behind_the_pumps_back_is_paused_again_and_stopped() -> None:
+    producer = Producer()
+    pump = Pump(producer, limit=4)
+    pump.received(b"12345")
+    assert producer.paused
+    producer.resumeProducing()  # As HTTPChannel does once a response is sent.
+    pump.received(b"678")
+    assert producer.paused
+    sink = SlowSink()
+    done = results(pump.deliver(sink))
+    # Four times the limit waiting: 3 bytes, then 4 at a time.
+    for _ in range(4):
+        producer.resumeProducing()
+        pump.received(b"abcd")
+    assert producer.stopped
+    sink.take()
+    [failure] = done
+    assert isinstance(failure, Failure) and failure.check(Overflow)

@@ -13,6 +13,8 @@ import pytest_twisted
 from botocore.credentials import Credentials
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -20,8 +22,10 @@ import txregistry
 from tests.helpers import ReactorWithoutDNS, serving
 from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFS
 from tests.test_drivers import failsWith
+from txregistry.pump import Pump
+from txregistry.reference import Digest
 from txregistry.registry import Registry
-from txregistry.storage import PathNotFound, StorageUnavailable
+from txregistry.storage import PathNotFound, StorageUnavailable, layout
 from txregistry.storage.s3 import MultipartUpload, S3Driver
 from txregistry.storage.s3client import Endpoint, S3Client, S3Error
 
@@ -149,5 +153,45 @@ async def test_a_copy_whose_part_fails_leaves_no_upload(seaweedfs: SeaweedFS) ->
             await driver._copy("/gone", "/to", 2 * part)
         assert await MultipartUpload.latest(client, driver.key("/to")) is None
         await failsWith(driver.stat("/to"), PathNotFound)
+    finally:
+        await client.close()
+
+
+def bodyOf(data: bytes, broken: bool = False) -> Pump:
+    """
+    A body that has all of C{data} and then ends, or breaks off.
+    """
+    pump = Pump(limit=len(data))
+    pump.received(data)
+    if broken:
+        pump.fail(Failure(ConnectionLost("cut off")))
+    else:
+        pump.end()
+    return pump
+
+
+@pytest_twisted.ensureDeferred
+async def test_uploads_that_end_leave_no_multipart_upload(seaweedfs: SeaweedFS) -> None:
+    client = S3Client(Endpoint(seaweedfs.endpoint, BUCKET, pathStyle=True), REGION, CREDENTIALS)
+    part = 5 * 1024 * 1024
+    driver = S3Driver(client, f"/tests/{uuid.uuid4()}", chunkSize=part)
+    uploads = Registry(driver).uploads
+    try:
+        # Cancelled, with a part in S3 already: parts are in no listing.
+        cancelled = await uploads.start("team/app")
+        await uploads.append("team/app", cancelled.uuid, bodyOf(os.urandom(part + 1000)))
+        key = driver.key(layout.uploadData("team/app", cancelled.uuid))
+        assert await MultipartUpload.latest(client, key) is not None
+        await uploads.cancel("team/app", cancelled.uuid)
+        assert await MultipartUpload.latest(client, key) is None
+
+        # A whole blob whose body broke off after a part had gone to S3.
+        broken = await uploads.start("team/app")
+        data = os.urandom(2 * part)
+        with pytest.raises(ConnectionLost):
+            await uploads.receive("team/app", broken.uuid, Digest.of(data), bodyOf(data, broken=True))
+        key = driver.key(layout.uploadData("team/app", broken.uuid))
+        assert await MultipartUpload.latest(client, key) is None
+        await failsWith(driver.stat(layout.upload("team/app", broken.uuid)), PathNotFound)
     finally:
         await client.close()

@@ -23,6 +23,16 @@ Sink = Callable[[bytes], "Deferred[None]"]
 
 #: Bytes held for a sink that is not taking them before the producer is paused.
 DEFAULT_LIMIT = 512 * 1024
+#: How many times the limit may be held at most: a producer that someone else
+#: goes on resuming (HTTPChannel resumes its transport whenever a response
+#: has been sent) is stopped there.
+HARD_LIMIT = 4
+
+
+class Overflow(Exception):
+    """
+    More arrived than the pump may hold: the producer did not stay paused.
+    """
 
 
 class Pump:
@@ -71,7 +81,13 @@ class Pump:
         self._buffered += len(data)
         self._flush()
         if self._buffered > self.limit:
+            # Again each time: whatever resumed the producer meanwhile, it
+            # is the pump's to hold while so much waits.
             self._pause()
+            if self._buffered > HARD_LIMIT * self.limit:
+                if self.producer is not None:
+                    self.producer.stopProducing()
+                self.fail(Failure(Overflow(f"more than {self._buffered} bytes waiting")))
 
     def end(self) -> None:
         """
@@ -94,7 +110,10 @@ class Pump:
             self._buffered = 0
             if self._error is None:
                 self._error = reason
-            self._finish()
+            # A sink still writing is told once its write is done: whoever
+            # hears of the failure may then close what it wrote to.
+            if not self._busy:
+                self._finish()
         self._fireDrained()
 
     # The sink's side.
@@ -147,7 +166,7 @@ class Pump:
             self._drained.callback(None)
 
     def _pause(self) -> None:
-        if not self._paused and self.producer is not None:
+        if self.producer is not None:
             self._paused = True
             self.producer.pauseProducing()
 
@@ -180,8 +199,8 @@ class Pump:
             # works on what it has, rather than pausing on every chunk.
             if self._buffered <= self.limit // 2:
                 self._resume()
-            if self._ended and not self._busy:
-                self._finish()
+        if not self._busy and (self._ended or self._broken is not None):
+            self._finish()
 
     def _written(self, _: object) -> None:
         self._busy = False

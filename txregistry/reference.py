@@ -49,6 +49,17 @@ def checkTag(tag: str) -> str:
     return tag
 
 
+def lookupTag(reference: str) -> str:
+    """
+    A reference that is no digest, to look up: a tag, or, where it is not
+    even that, a name that cannot be there (C{MANIFEST_UNKNOWN}, as
+    registry:2 and the OCI conformance suite have it, not C{TAG_INVALID}).
+    """
+    if not isValidTag(reference):
+        raise RegistryError.manifestUnknown(reference)
+    return reference
+
+
 @attrs.frozen(order=True)
 class Digest:
     """

@@ -126,10 +126,13 @@ def _refuseOpen(reader: _Reader) -> None:
     asks: authentication or TLS that is not there yet.
     """
     auth = reader.get("auth", (dict, str))
-    kinds = [auth] if isinstance(auth, str) else list(auth or ())
-    if kinds and kinds[0]:
+    if auth:
+        # Any key at all (an empty or null one beside a real kind, too):
+        # closed on doubt.
+        kinds = list(auth) if isinstance(auth, dict) else [auth]
+        kind = next((k for k in kinds if isinstance(k, str) and k), repr(kinds[0]))
         raise ConfigError(
-            f"auth.{kinds[0]}: authentication is not supported yet; refusing to start an open registry"
+            f"auth.{kind}: authentication is not supported yet; refusing to start an open registry"
         )
     tls = reader.get("http.tls", dict)
     if tls:

@@ -35,7 +35,7 @@ from txregistry.proxy.upstream import (
     readBody,
     remoteName,
 )
-from txregistry.reference import Digest, checkTag, looksLikeDigest
+from txregistry.reference import Digest, looksLikeDigest, lookupTag
 from txregistry.registry import (
     BlobSource,
     IRegistry,
@@ -138,7 +138,7 @@ class CachedRepository:
     async def _refused(self, *args: object) -> Any:
         self.checkWritable()
 
-    deleteBlob = mount = putManifest = deleteManifest = _refused
+    deleteBlob = mount = pushBlob = putManifest = deleteManifest = _refused
     startUpload = uploadStatus = appendUpload = finishUpload = cancelUpload = _refused
 
 
@@ -247,7 +247,7 @@ class PullThroughCache:
     async def manifest(self, route: Route, reference: str, head: bool = False) -> ManifestSource:
         if looksLikeDigest(reference):
             return await self._manifestByDigest(route, Digest.parse(reference))
-        return await self._manifestByTag(route, checkTag(reference), head)
+        return await self._manifestByTag(route, lookupTag(reference), head)
 
     def _answer(self, route: Route, digest: Digest, content: bytes) -> ManifestSource:
         self._touch(route.name, "manifests", digest, len(content))
@@ -468,7 +468,7 @@ class PullThroughCache:
             log.warn("caching blob {digest} failed: {why}", digest=digest, why=failure.getErrorMessage())
 
         download.done.addCallbacks(stored, failed)
-        download.start(response)
+        await download.start(response)
         return download
 
     # Tags.

@@ -120,18 +120,32 @@ class BlobDownload:
         self._ended = False
         self._idle: IDelayedCall | None = None
 
-    def start(self, response: IResponse) -> None:
+    async def start(self, response: IResponse) -> None:
         """
-        Start taking the response's body into the spool and the registry.
+        Start taking the response's body into the spool and the registry;
+        returns once it is flowing, or fails if storage cannot take it.
         """
         if response.length is not UNKNOWN_LENGTH:
             self.size = response.length
+        # Taken in from now on: what comes before the upload exists waits
+        # in the pump, and the connection is cut if it never will.
         body = self._body = _Body(self)
         self._pump.producer = body
         response.deliverBody(body)
-        stored = Deferred.fromCoroutine(self.registry.uploads.receive(self._name, self.digest, self._pump))
+        try:
+            upload = await self.registry.uploads.start(self._name)
+        except BaseException:
+            self._fail(Failure())
+            raise
+        stored = Deferred.fromCoroutine(self._store(upload.uuid))
         stored.addCallbacks(self._stored, self._storeFailed)
         self._touch()
+
+    async def _store(self, uuid: str) -> None:
+        await self.registry.uploads.receive(self._name, uuid, self.digest, self._pump)
+        # Clients of other repositories that asked meanwhile share it.
+        for name in sorted(self.names - {self._name}):
+            await self.registry.blobs(name).link(self.digest)
 
     # The upstream side.
 
@@ -174,9 +188,8 @@ class BlobDownload:
             self._pump.end()
 
     def _stored(self, _: object) -> None:
-        for name in sorted(self.names - {self._name}):
-            link = Deferred.fromCoroutine(self.registry.blobs(name).link(self.digest))
-            link.addErrback(lambda f: log.failure("linking a downloaded blob", f))
+        if self._failure is not None:
+            return
         self.verified = True
         self.size = self.received
         self._ended = True
@@ -187,9 +200,9 @@ class BlobDownload:
     def _storeFailed(self, failure: Failure) -> None:
         error = failure.value
         if isinstance(error, RegistryError) and error.code == "DIGEST_INVALID":
+            # The registry's check of what the upstream sent.
             failure = Failure(DownloadFailed(f"upstream sent content of digest {error.detail['actual']}"))
-        elif not failure.check(DownloadFailed):
-            failure = Failure(DownloadFailed(f"the blob could not be stored: {failure.getErrorMessage()}"))
+        # Anything else (storage unavailable, above all) is told as it is.
         self._fail(failure)
 
     def _fail(self, failure: Failure) -> None:

@@ -152,7 +152,7 @@ class UpstreamClient:
     def __init__(
         self,
         upstream: Upstream,
-        timeout: float = 30.0,
+        timeout: float,
         metrics: ProxyMetrics | None = None,
         reactor: Any = None,
         clock: IReactorTime | None = None,

@@ -80,9 +80,9 @@ class UploadStatus:
 class IRepository(Interface):
     """
     One repository, as a client sees it. The web layer calls L{checkWritable}
-    before every request that would change something and
-    L{checkDeletable} before every delete; the methods that change things
-    check again.
+    before every request that would change something; the methods that
+    change things check again, and those that delete check
+    L{checkDeletable}.
     """
 
     name = Attribute("The repository's name, as the client gave it.")
@@ -142,6 +142,12 @@ class IRepository(Interface):
         """
         The manifests that name C{subject} as theirs, filtered by
         C{artifactType} if given.
+        """
+
+    def pushBlob(digest: Digest, body: IBody) -> Awaitable[int]:
+        """
+        A whole blob in one request (a monolithic upload), verified against
+        C{digest}; its size. Nothing of it is left if it fails.
         """
 
     def startUpload() -> Awaitable[UploadStatus]:

@@ -9,24 +9,12 @@ import attrs
 
 from txregistry.errors import RegistryError
 from txregistry.manifest import Manifest, isForeign, parseManifest, storedMediaType
-from txregistry.reference import Digest, checkTag, looksLikeDigest
+from txregistry.reference import Digest, checkTag, looksLikeDigest, lookupTag
 from txregistry.registry.blobs import Blobs
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.links import deleteIfPresent, exists, readLink, writeLink
 from txregistry.registry.tags import Tags
 from txregistry.storage import IStorageDriver, PathNotFound, layout
-
-
-def _existingTag(reference: str) -> str:
-    """
-    A reference to look up that is no digest: a tag, or, where it is not
-    even that, a name that cannot be there (as registry:2 and the OCI
-    conformance suite have it, not an invalid one).
-    """
-    try:
-        return checkTag(reference)
-    except RegistryError:
-        raise RegistryError.manifestUnknown(reference) from None
 
 
 @attrs.frozen
@@ -54,7 +42,7 @@ class Manifests:
     async def _digestOf(self, reference: str) -> Digest:
         if looksLikeDigest(reference):
             return Digest.parse(reference)
-        return await self.tags.resolve(_existingTag(reference))
+        return await self.tags.resolve(lookupTag(reference))
 
     async def get(self, reference: str) -> StoredManifest:
         """
@@ -142,7 +130,7 @@ class Manifests:
         it. Content stays in the blob store until garbage collection.
         """
         if not looksLikeDigest(reference):
-            await self.tags.untag(_existingTag(reference))
+            await self.tags.untag(lookupTag(reference))
             return
         stored = await self.get(reference)
         for tag in await self.tags.pointingAt(stored.digest):

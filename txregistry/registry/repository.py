@@ -71,6 +71,11 @@ class Repository:
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         return await self.registry.referrers(self.name).of(subject, artifactType)
 
+    async def pushBlob(self, digest: Digest, body: IBody) -> int:
+        self.checkWritable()
+        upload = await self.registry.uploads.start(self.name)
+        return await self.registry.uploads.receive(self.name, upload.uuid, digest, body)
+
     async def startUpload(self) -> UploadStatus:
         self.checkWritable()
         return await self.registry.uploads.start(self.name)

@@ -205,55 +205,70 @@ class Uploads:
         C{digest} and make it a blob of the repository. A digest that does
         not match cancels the upload. The blob's size.
         """
-
-        async def finish() -> int:
-            progress, writer = await self._recover(name, uuid)
-            if body is not None:
-                try:
-                    await self._write(uuid, progress, writer, body, start)
-                except BaseException:
-                    await writer.close()
-                    raise
-            # Durable (and readable) before it is checked and made visible.
-            await writer.commit()
-            hasher = progress.hasher
-            if digest.algorithm != "sha256":
-                hasher = await hashReader(await self.driver.reader(writer.path), digest.algorithm)
-            actual = hasher.copy().hexdigest()
-            if actual != digest.hex:
-                await self._cancel(name, uuid)
-                raise RegistryError(
-                    "DIGEST_INVALID",
-                    "the uploaded content does not match the digest given",
-                    {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
-                )
-            await _publishUpload(self.driver, name, uuid, digest)
-            await Blobs(self.driver, name).link(digest)
-            self._progress.discard(uuid)
-            return writer.size
-
         checkUUID(uuid)
-        result: int = await self._locked(uuid, finish)
+        result: int = await self._locked(
+            uuid, lambda: self._finish(name, uuid, digest, body, start, abandon=False)
+        )
         return result
 
-    async def receive(self, name: str, digest: Digest, body: IBody) -> int:
+    async def _finish(
+        self, name: str, uuid: str, digest: Digest, body: IBody | None, start: int | None, abandon: bool
+    ) -> int:
+        progress, writer = await self._recover(name, uuid)
+        if body is not None:
+            try:
+                await self._write(uuid, progress, writer, body, start)
+            except BaseException:
+                # A client may carry on an upload it was cut off from; a
+                # whole blob that broke off has nobody to carry it on, and
+                # what a driver keeps of an unfinished write (S3's multipart
+                # upload) is thrown away with the writer alone.
+                await (writer.cancel() if abandon else writer.close())
+                raise
+        # Durable (and readable) before it is checked and made visible.
+        await writer.commit()
+        hasher = progress.hasher
+        if digest.algorithm != "sha256":
+            hasher = await hashReader(await self.driver.reader(writer.path), digest.algorithm)
+        actual = hasher.copy().hexdigest()
+        if actual != digest.hex:
+            await self._cancel(name, uuid)
+            raise RegistryError(
+                "DIGEST_INVALID",
+                "the uploaded content does not match the digest given",
+                {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
+            )
+        await _publishUpload(self.driver, name, uuid, digest)
+        await Blobs(self.driver, name).link(digest)
+        self._progress.discard(uuid)
+        return writer.size
+
+    async def receive(self, name: str, uuid: str, digest: Digest, body: IBody) -> int:
         """
-        A whole blob from C{body}, as an upload of its own: verified against
-        C{digest} and made a blob of repository C{name}, or, if anything
-        fails, gone without a trace. Its size.
+        A whole blob from C{body} into upload C{uuid}, just L{start}ed for
+        it (so that the caller knows storage takes it before the body
+        comes): verified against C{digest} and made a blob of repository
+        C{name}, or, if anything fails, gone without a trace. Its size.
         """
-        status = await self.start(name)
         try:
-            return await self.finish(name, status.uuid, digest, body)
+            result: int = await self._locked(
+                uuid, lambda: self._finish(name, uuid, digest, body, None, abandon=True)
+            )
+            return result
         except BaseException:
-            self._progress.discard(status.uuid)
-            await deleteIfPresent(self.driver, layout.upload(name, status.uuid))
+            self._progress.discard(uuid)
+            await deleteIfPresent(self.driver, layout.upload(name, uuid))
             raise
 
     async def _cancel(self, name: str, uuid: str) -> None:
         self._progress.discard(uuid)
-        if not await deleteIfPresent(self.driver, layout.upload(name, uuid)):
+        if not await exists(self.driver, layout.uploadStartedAt(name, uuid)):
             raise RegistryError.uploadUnknown(uuid)
+        # What a driver keeps of an unfinished write (S3's multipart
+        # uploads) is in no listing: only a writer can throw it away.
+        writer = await self.driver.writer(layout.uploadData(name, uuid), append=True)
+        await writer.cancel()
+        await deleteIfPresent(self.driver, layout.upload(name, uuid))
 
     async def cancel(self, name: str, uuid: str) -> None:
         checkUUID(uuid)

@@ -24,11 +24,10 @@ import attrs
 import treq
 from twisted.internet.defer import (
     Deferred,
+    DeferredList,
     DeferredSemaphore,
-    FirstError,
     ensureDeferred,
     fail,
-    gatherResults,
     succeed,
 )
 from twisted.internet.protocol import Protocol, connectionDone
@@ -607,19 +606,24 @@ class S3Driver:
         upload = await MultipartUpload.start(self.client, self.key(destination), self.objectHeaders())
         limit = DeferredSemaphore(self.multipartCopyConcurrency)
         chunk = self.multipartCopyChunkSize
-        try:
-            await gatherResults(
-                [
-                    limit.run(upload.copyPart, number, self.key(source), start, min(start + chunk, size) - 1)
-                    for number, start in enumerate(range(0, size, chunk), 1)
-                ],
-                consumeErrors=True,
-            )
-        except FirstError as e:
-            # Nothing half-copied is left behind, and the caller hears what
-            # S3 said, not that one of many requests failed.
+        failures: list[Failure] = []
+
+        async def copyPart(number: int, start: int) -> None:
+            if failures:
+                return  # One part failed: the copy is over.
+            try:
+                await upload.copyPart(number, self.key(source), start, min(start + chunk, size) - 1)
+            except Exception:
+                failures.append(Failure())
+
+        # Every part in flight is waited for before the upload is aborted:
+        # S3 may keep a part that lands after the abort.
+        await DeferredList(
+            [limit.run(copyPart, number, start) for number, start in enumerate(range(0, size, chunk), 1)]
+        )
+        if failures:
             await upload.abort()
-            e.subFailure.raiseException()
+            failures[0].raiseException()
         await upload.complete()
 
     def move(self, source: str, destination: str) -> Deferred[None]:

@@ -15,6 +15,13 @@ _TLS_HANDSHAKE = b"\x16"
 # one) and an optional port: what may go into the URLs of Location headers.
 _HOST = re.compile(rb"(?:[A-Za-z0-9._~%!$&'()*+,;=-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
 
+def isHost(value: bytes) -> bool:
+    """
+    Whether C{value} is a host[:port] that may go into a URL we answer with.
+    """
+    return _HOST.fullmatch(value) is not None
+
+
 _PHRASES = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 # The largest length a Go server (registry:2) takes, an int64.
@@ -64,13 +71,26 @@ class RegistryChannel(HTTPChannel):
             # host[:port] would make them point elsewhere, or be malformed.
             if self.requests[-1].requestHeaders.hasHeader(b"host"):
                 return self._refuse(400, "several Host headers")
-            if _HOST.fullmatch(value) is None:
+            if not isHost(value):
                 return self._refuse(400, "malformed Host header")
         elif name == b"content-length":
             # HTTPChannel takes any run of digits, however long.
             if not (value.isdigit() and len(value) <= 19 and int(value) <= _MAX_CONTENT_LENGTH):
                 return self._refuse(400, "bad Content-Length")
         return bool(super().headerReceived(line))
+
+    def _send100Continue(self) -> None:
+        # Private, as the only place to say it: a request dispatched while
+        # its headers were being read may already have its final answer, and
+        # a 100 after that would be taken for the next response. Without
+        # the 100, the client need not send its body: none is waited for.
+        request = self.requests[-1] if self.requests else None
+        if request is not None and request.startedWriting:
+            notComing = getattr(request, "bodyNotComing", None)
+            if notComing is not None:
+                notComing()
+            return
+        super()._send100Continue()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # HTTPChannel keeps _receivedHeaderSize (a documented but private

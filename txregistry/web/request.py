@@ -12,7 +12,6 @@ the resource's sink is busy. L{SiteRequest} does so for every path.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any, BinaryIO
@@ -20,12 +19,14 @@ from typing import Any, BinaryIO
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
 from txregistry.pump import Pump
 from txregistry.registry import IBody
+from txregistry.web.channel import isHost
 
 # Chunks held while the resource is not yet taking them (it is still looking
 # the upload up) before the connection is paused.
@@ -44,6 +45,28 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+@implementer(IPushProducer)
+class _Connection:
+    """
+    A request's connection as its body's producer. Stopping it cuts the
+    connection at once: a client that goes on sending what is not taken
+    gets no more of its answer either (C{loseConnection} would wait for
+    the answer to be sent).
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.transport.abortConnection()
+
+
 @implementer(IBody)
 class StreamedBody(Pump):
     """
@@ -52,8 +75,7 @@ class StreamedBody(Pump):
     """
 
     def __init__(self, request: RegistryRequest) -> None:
-        transport: Any = request.channel.transport
-        super().__init__(transport, _BUFFER_LIMIT)
+        super().__init__(_Connection(request.channel.transport), _BUFFER_LIMIT)
 
 
 @implementer(IBody)
@@ -159,7 +181,7 @@ class RegistryRequest(Request):
 
     def _dispatch(self, command: bytes, target: bytes, version: bytes) -> None:
         path, authority = originForm(target)
-        if authority is not None and _AUTHORITY.fullmatch(authority):
+        if authority is not None and isHost(authority):
             # The target's authority is where the client meant to go.
             self.requestHeaders.setRawHeaders(b"host", [authority])
         super().requestReceived(command, path, version)
@@ -184,9 +206,20 @@ class RegistryRequest(Request):
 
     def connectionLost(self, reason: Failure) -> None:
         self._gone = True
+        # The request first lets go of its channel, so that the handler the
+        # broken body fails sees that nobody is left to answer.
+        super().connectionLost(reason)
         if self.body is not None:
             self.body.fail(Failure(ConnectionLost("the client went away during the body")))
-        super().connectionLost(reason)
+
+    def bodyNotComing(self) -> None:
+        """
+        The client was told not to send the rest of its body (it asked
+        whether to, with C{Expect: 100-continue}, and got its answer): what
+        waits for it waits no more.
+        """
+        if self.body is not None:
+            self.body.end()
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting and self.body is not None and not self.body.ended:
@@ -223,5 +256,3 @@ class SiteRequest(RegistryRequest):
     def streams(self, path: bytes) -> bool:
         return True
 
-
-_AUTHORITY = re.compile(rb"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")

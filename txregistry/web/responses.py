@@ -16,6 +16,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
+from txregistry.pump import Overflow
 from txregistry.registry import IRepository
 from txregistry.storage import StorageUnavailable
 from txregistry.storage.streams import ConsumerGone
@@ -85,6 +86,8 @@ def asRegistryError(failure: Failure) -> RegistryError:
             {"limit": limit},
             status=413,
         )
+    if failure.check(Overflow):
+        return RegistryError("SIZE_INVALID", "the request body is not taken here", status=413)
     if failure.check(StorageUnavailable):
         # Said once, in one line: a traceback per request would only bury it.
         log.error("storage is unavailable: {why}", why=failure.getErrorMessage())

@@ -93,11 +93,10 @@ class StartUploadEndpoint(_Uploads):
             if await self.repository.mount(mounted, source) is not None:
                 self._created(request, mounted)
                 return
-        upload = await self.repository.startUpload()
         if digest is None:
-            self._progress(request, 202, upload)
+            self._progress(request, 202, await self.repository.startUpload())
             return
-        await self.repository.finishUpload(upload.uuid, digest, bodyOf(request), None)
+        await self.repository.pushBlob(digest, bodyOf(request))
         self._created(request, digest)
 
 
