@@ -237,8 +237,15 @@ class PullThroughCache:
 
     async def settled(self) -> None:
         """
-        Wait for the pulls recorded so far to be in the store.
+        Wait for the downloads under way to be stored (clients may have had
+        every byte before that) and the pulls recorded so far to be in the
+        store.
         """
+        while self._downloads or self._recording:
+            pending = [download.done for download in self._downloads.values()]
+            await DeferredList(pending + list(self._recording), consumeErrors=True)
+
+    async def _recorded(self) -> None:
         while self._recording:
             await DeferredList(list(self._recording))
 
@@ -519,5 +526,5 @@ class PullThroughCache:
         return sorted(set(found))
 
     async def close(self) -> None:
-        await self.settled()
+        await self._recorded()
         await DeferredList([client.close() for client in self.clients.values()])

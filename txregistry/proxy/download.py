@@ -8,8 +8,8 @@ becomes visible only once the registry has verified its digest) and into
 a spool file on local disk at once. Clients read the spool from their own
 offset as it grows, so a slow client holds neither memory nor the
 upstream connection; slow storage pauses the upstream transport. The
-last byte is handed to clients only once the registry has verified and
-stored the blob, so no client can take a corrupt blob for a whole one.
+last byte is handed to clients only once the registry has verified the
+blob's digest, so no client can take a corrupt blob for a whole one.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class BlobDownload:
         self._touch()
 
     async def _store(self, uuid: str) -> None:
-        await self.registry.uploads.receive(self._name, uuid, self.digest, self._pump)
+        await self.registry.uploads.receive(self._name, uuid, self.digest, self._pump, self._verified)
         # Clients of other repositories that asked meanwhile share it.
         for name in sorted(self.names - {self._name}):
             await self.registry.blobs(name).link(self.digest)
@@ -187,11 +187,16 @@ class BlobDownload:
         else:
             self._pump.end()
 
+    def _verified(self) -> None:
+        # Whole and right: clients may have the last byte while it is being
+        # made durable.
+        self.verified = True
+        self.size = self.received
+        self._wake()
+
     def _stored(self, _: object) -> None:
         if self._failure is not None:
             return
-        self.verified = True
-        self.size = self.received
         self._ended = True
         self._wake()
         self.done.callback(None)
@@ -230,7 +235,7 @@ class BlobDownload:
 
     def available(self) -> int:
         """
-        Bytes clients may have: all once stored, all but the last before.
+        Bytes clients may have: all once verified, all but the last before.
         """
         return self.received if self.verified else max(self.received - 1, 0)
 

@@ -212,7 +212,14 @@ class Uploads:
         return result
 
     async def _finish(
-        self, name: str, uuid: str, digest: Digest, body: IBody | None, start: int | None, abandon: bool
+        self,
+        name: str,
+        uuid: str,
+        digest: Digest,
+        body: IBody | None,
+        start: int | None,
+        abandon: bool,
+        verified: Callable[[], None] | None = None,
     ) -> int:
         progress, writer = await self._recover(name, uuid)
         if body is not None:
@@ -225,34 +232,60 @@ class Uploads:
                 # upload) is thrown away with the writer alone.
                 await (writer.cancel() if abandon else writer.close())
                 raise
-        # Durable (and readable) before it is checked and made visible.
+        if digest.algorithm == "sha256":
+            # Hashed on the way in: known to match before it is made durable.
+            await self._check(name, uuid, digest, progress.hasher, writer, verified)
+        # Durable (and readable) before it is made visible.
         await writer.commit()
-        hasher = progress.hasher
         if digest.algorithm != "sha256":
             hasher = await hashReader(await self.driver.reader(writer.path), digest.algorithm)
+            await self._check(name, uuid, digest, hasher, None, verified)
+        await _publishUpload(self.driver, name, uuid, digest)
+        await Blobs(self.driver, name).link(digest)
+        self._progress.discard(uuid)
+        return writer.size
+
+    async def _check(
+        self,
+        name: str,
+        uuid: str,
+        digest: Digest,
+        hasher: Any,
+        writer: IFileWriter | None,
+        verified: Callable[[], None] | None,
+    ) -> None:
+        """
+        Cancel the upload (and C{writer}, if still open) unless what
+        C{hasher} has seen is C{digest}; else say so to C{verified}.
+        """
         actual = hasher.copy().hexdigest()
         if actual != digest.hex:
+            if writer is not None:
+                await writer.cancel()
             await self._cancel(name, uuid)
             raise RegistryError(
                 "DIGEST_INVALID",
                 "the uploaded content does not match the digest given",
                 {"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
             )
-        await _publishUpload(self.driver, name, uuid, digest)
-        await Blobs(self.driver, name).link(digest)
-        self._progress.discard(uuid)
-        return writer.size
+        if verified is not None:
+            verified()
 
-    async def receive(self, name: str, uuid: str, digest: Digest, body: IBody) -> int:
+    async def receive(
+        self, name: str, uuid: str, digest: Digest, body: IBody, verified: Callable[[], None] | None = None
+    ) -> int:
         """
         A whole blob from C{body} into upload C{uuid}, just L{start}ed for
         it (so that the caller knows storage takes it before the body
         comes): verified against C{digest} and made a blob of repository
         C{name}, or, if anything fails, gone without a trace. Its size.
+        C{verified} is called as soon as the content is known to match its
+        digest, before it is durable and visible: whoever streams it on
+        meanwhile may then let its last bytes go.
         """
         try:
             result: int = await self._locked(
-                uuid, lambda: self._finish(name, uuid, digest, body, None, abandon=True)
+                uuid, lambda: self._finish(name, uuid, digest, body, None, abandon=True, verified=verified)
             )
             return result
         except BaseException:
