@@ -490,3 +490,18 @@ class ReactorWithoutDNS:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(reactor, name)
+
+
+@attrs.frozen
+class RawResponse:
+    status: int
+    #: Header names in lower case, each with all its values.
+    headers: dict[str, list[str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+    def errorCodes(self) -> list[str]:
+        return [e["code"] for e in json.loads(self.body)["errors"]]

@@ -18,30 +18,18 @@ from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import attrs
 import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from tests.bigblobs import call, startUpload
 from tests.conftest import configFor
-from tests.helpers import Client, RegistryProcess, SyncClient, serving, sha256
+from tests.helpers import Client, RawResponse, RegistryProcess, SyncClient, serving, sha256
 from txregistry.manifest import OCI_MANIFEST
 from txregistry.reference import Digest
 from txregistry.registry import purgeUploads
 from txregistry.service import registryOf
 from txregistry.storage import FilesystemDriver, StorageUnavailable, layout
-
-
-@attrs.frozen
-class RawResponse:
-    status: int
-    headers: dict[str, list[str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.get(name.lower())
-        return values[0] if values else None
 
 
 def exchange(port: int, request: bytes) -> bytes:

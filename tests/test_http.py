@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -23,7 +22,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 
-from tests.helpers import Client, RegistryProcess, freePort, sha256
+from tests.helpers import Client, RawResponse, RegistryProcess, freePort, sha256
 from txregistry.manifest import MAX_MANIFEST_SIZE, OCI_MANIFEST
 from txregistry.pump import Pump
 from txregistry.reference import Digest
@@ -33,21 +32,6 @@ from txregistry.storage import MemoryDriver
 MiB = 1024 * 1024
 #: Announced by the bodies that are never sent whole.
 HUGE = 10_000_000_000
-
-
-@attrs.frozen
-class RawResponse:
-    status: int
-    #: Header names in lower case, each with all its values.
-    headers: dict[str, list[str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.get(name.lower())
-        return values[0] if values else None
-
-    def errorCodes(self) -> list[str]:
-        return [e["code"] for e in json.loads(self.body)["errors"]]
 
 
 class RawConnection:
