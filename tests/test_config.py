@@ -12,6 +12,7 @@ import pytest
 
 from txregistry.config import (
     S3,
+    TLS,
     Config,
     ConfigError,
     Filesystem,
@@ -213,20 +214,130 @@ def test_bad_configurations(text: str, message: str) -> None:
         ("", {"REGISTRY_AUTH_HTPASSWD_REALM": "basic-realm"}, "auth.htpasswd: authentication"),
         ("", {"REGISTRY_AUTH": "silly"}, "auth.silly: authentication"),
         ("auth: silly\n", {"REGISTRY_AUTH_SILLY_REALM": "r"}, "auth.silly: authentication"),
-        ("http:\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n", {}, "http.tls.certificate: TLS"),
-        ("http:\n  tls:\n    letsencrypt:\n      cachefile: /c\n", {}, "http.tls.letsencrypt: TLS"),
-        ("", {"REGISTRY_HTTP_TLS_CERTIFICATE": "/c.pem"}, "http.tls.certificate: TLS"),
     ],
 )
 def test_security_we_lack_stops_start_up(text: str, environ: dict[str, str], message: str) -> None:
     """
-    Until there is authentication and TLS from the configuration, a
-    configuration that asks for them is refused rather than served open.
+    Until there is authentication from the configuration, a configuration
+    that asks for it is refused rather than served open.
     """
     with pytest.raises(ConfigError) as caught:
         parseConfig("version: 0.1\nstorage: {inmemory: {}}\n" + text, environ)
     assert str(caught.value).startswith(message)
     assert "refusing to" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_tls() -> None:
+    config = parseConfig(
+        "version: 0.1\nstorage: {inmemory: {}}\nhttp:\n  addr: 127.0.0.1:5443\n  tls:\n"
+        "    certificate: /c.pem\n    key: /k.pem\n    clientcas: [/ca1.pem, /ca2.pem]\n"
+        "    minimumtls: tls1.3\n    ciphersuites:\n      - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n"
+        "      - TLS_AES_128_GCM_SHA256\n      - TLS_RSA_WITH_AES_256_CBC_SHA\n",
+        environ={},
+    )
+    assert config.http.listen == ("tcp:5443:interface=127.0.0.1",)
+    # TLS 1.3's suites are always on: only TLS 1.2's are named to OpenSSL.
+    assert config.http.tls == TLS(
+        certificate="/c.pem",
+        key="/k.pem",
+        clientCAs=("/ca1.pem", "/ca2.pem"),
+        minimumTLS="tls1.3",
+        ciphers=("ECDHE-RSA-AES128-GCM-SHA256", "AES256-SHA"),
+    )
+    assert config.warnings == ()
+
+
+def test_tls_defaults_and_environment() -> None:
+    environ = {"REGISTRY_HTTP_TLS_CERTIFICATE": "/c.pem", "REGISTRY_HTTP_TLS_KEY": "/k.pem"}
+    config = parseConfig("version: 0.1\nstorage: {inmemory: {}}\n", environ)
+    assert config.http.tls == TLS(certificate="/c.pem", key="/k.pem")
+    # registry:2's defaults: TLS 1.2 and up, ECDHE with AEAD only.
+    assert config.http.tls.minimumTLS == "tls1.2"
+    assert config.http.tls.ciphers == (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+    )
+    # An empty list is registry:2's default too; an empty section is no TLS.
+    empty = parseConfig(
+        "version: 0.1\nstorage: {inmemory: {}}\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n"
+        "    ciphersuites: []\n",
+        environ={},
+    )
+    assert empty.http.tls is not None and empty.http.tls.ciphers == config.http.tls.ciphers
+    assert parseConfig("version: 0.1\nstorage: {inmemory: {}}\nhttp: {tls: {}}\n", {}).http.tls is None
+
+
+_TLS = "http:\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n"
+
+
+@pytest.mark.parametrize(
+    "text, environ, message",
+    [
+        (
+            "http:\n  tls:\n    letsencrypt:\n      cachefile: /c\n",
+            {},
+            "http.tls.letsencrypt: certificates from Let's Encrypt (ACME) are not supported; "
+            "give http.tls.certificate and http.tls.key",
+        ),
+        (_TLS + "    letsencrypt: {}\n", {}, "http.tls.letsencrypt: certificates from Let's Encrypt"),
+        ("", {"REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL": "a@b"}, "http.tls.letsencrypt: certificates"),
+        (
+            _TLS + "    minimumtls: tls1.0\n",
+            {},
+            "http.tls.minimumtls: tls1.0 is insecure and not offered (tls1.2 or tls1.3)",
+        ),
+        (_TLS + "    minimumtls: tls1.1\n", {}, "http.tls.minimumtls: tls1.1 is insecure and not offered"),
+        (_TLS + "    minimumtls: TLS12\n", {}, "http.tls.minimumtls: expected tls1.2 or tls1.3, got 'TLS12'"),
+        (
+            _TLS + "    ciphersuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_FAST]\n",
+            {},
+            "http.tls.ciphersuites[1]: unknown cipher suite 'TLS_FAST' (expected Go's names, such as "
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)",
+        ),
+        # OpenSSL's names are not registry:2's.
+        (_TLS + "    ciphersuites: [ECDHE-RSA-AES128-GCM-SHA256]\n", {}, "http.tls.ciphersuites[0]: unknown"),
+        (
+            _TLS + "    ciphersuites: [TLS_RSA_WITH_3DES_EDE_CBC_SHA]\n",
+            {},
+            "http.tls.ciphersuites[0]: TLS_RSA_WITH_3DES_EDE_CBC_SHA is insecure and not offered",
+        ),
+        (
+            _TLS + "    ciphersuites: [TLS_AES_128_GCM_SHA256]\n",
+            {},
+            "http.tls.ciphersuites: names no TLS 1.2 cipher suite; name one, or set http.tls.minimumtls "
+            "to tls1.3",
+        ),
+        (_TLS + "    ciphersuites: TLS_AES_128_GCM_SHA256\n", {}, "http.tls.ciphersuites: expected a list"),
+        (
+            _TLS + "    clientca: [/ca.pem]\n",
+            {},
+            "http.tls.clientca: unknown TLS key "
+            "(known: certificate, key, clientcas, minimumtls, ciphersuites)",
+        ),
+        ("", {"REGISTRY_HTTP_TLS_SKIPVERIFY": "true"}, "http.tls.skipverify: unknown TLS key"),
+        (_TLS + "    clientcas: /ca.pem\n", {}, "http.tls.clientcas: expected a list"),
+        (_TLS + "    clientcas: [{a: b}]\n", {}, "http.tls.clientcas[0]: expected the path of a PEM file"),
+        (
+            "http:\n  tls:\n    key: /k.pem\n",
+            {},
+            "http.tls.certificate: missing; TLS needs a certificate and its key (PEM files)",
+        ),
+        ("http:\n  tls:\n    minimumtls: tls1.2\n", {}, "http.tls.certificate: missing"),
+        ("http:\n  tls:\n    certificate: /c.pem\n", {}, "http.tls.key: missing"),
+    ],
+)
+def test_tls_we_cannot_do_as_asked_stops_start_up(text: str, environ: dict[str, str], message: str) -> None:
+    """
+    A TLS setting we would ignore could leave TLS weaker than asked for.
+    """
+    with pytest.raises(ConfigError) as caught:
+        parseConfig("version: 0.1\nstorage: {inmemory: {}}\n" + text, environ)
+    assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
 
 

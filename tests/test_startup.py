@@ -58,6 +58,11 @@ S3_CONFIG = (
 )
 
 
+def tlsConfig(directory: str, name: str, lines: str) -> str:
+    text = f"version: 0.1\nstorage: {{inmemory: {{}}}}\nhttp:\n  tls:\n    {lines}\n"
+    return writeConfig(directory, text, f"{name}.yml")
+
+
 def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
     """
     The arguments, environment and one line of each start-up that cannot be.
@@ -116,11 +121,35 @@ def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
             {"REGISTRY_AUTH_TOKEN_REALM": "https://auth.example.test/token"},
             "txregistry: auth.token: authentication is not supported yet; refusing to start an open registry",
         ),
-        "tls": (
-            [writeConfig(tmp, "version: 0.1\nstorage: {inmemory: {}}\nhttp: {tls: {key: k}}\n", "tls.yml")],
+        "tls-missing-certificate": (
+            [tlsConfig(tmp, "tls-missing-certificate", f"certificate: {tmp}/no.pem\n    key: {afile}")],
             {},
-            "txregistry: http.tls.key: TLS from the configuration is not supported yet; refusing to "
-            "serve plain HTTP (remove http.tls and listen with --listen ssl:PORT:",
+            f"txregistry: http.tls.certificate: cannot read {tmp}/no.pem: No such file or directory",
+        ),
+        "tls-without-pyopenssl": (
+            [tlsConfig(tmp, "tls-without-pyopenssl", f"certificate: {tmp}/no.pem\n    key: {afile}")],
+            without(["OpenSSL"], os.path.join(tmp, "no-openssl")),
+            "txregistry: http.tls: TLS needs pyOpenSSL (pip install 'txregistry[tls]')",
+        ),
+        "tls-letsencrypt": (
+            [tlsConfig(tmp, "tls-letsencrypt", "letsencrypt:\n      cachefile: /c")],
+            {},
+            "txregistry: http.tls.letsencrypt: certificates from Let's Encrypt (ACME) are not supported",
+        ),
+        "tls-1.0": (
+            [tlsConfig(tmp, "tls-1.0", "certificate: c\n    key: k\n    minimumtls: tls1.0")],
+            {},
+            "txregistry: http.tls.minimumtls: tls1.0 is insecure and not offered",
+        ),
+        "tls-unknown-cipher-suite": (
+            [tlsConfig(tmp, "tls-cipher", "certificate: c\n    key: k\n    ciphersuites: [TLS_X]")],
+            {},
+            "txregistry: http.tls.ciphersuites[0]: unknown cipher suite 'TLS_X'",
+        ),
+        "tls-unknown-key": (
+            [tlsConfig(tmp, "tls-unknown-key", "certificate: c\n    key: k\n    verifyclient: false")],
+            {},
+            "txregistry: http.tls.verifyclient: unknown TLS key",
         ),
     }[case]
 
@@ -137,7 +166,12 @@ def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
         "root-impossible",
         "auth",
         "auth-from-the-environment",
-        "tls",
+        "tls-missing-certificate",
+        "tls-without-pyopenssl",
+        "tls-letsencrypt",
+        "tls-1.0",
+        "tls-unknown-cipher-suite",
+        "tls-unknown-key",
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "twistd"])

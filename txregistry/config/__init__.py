@@ -8,12 +8,20 @@ do not have yet, raises L{ConfigError} with one line that names the key.
 """
 
 from txregistry.config.environment import applyEnvironment
-from txregistry.config.grammar import isPrivate, listenEndpoint, parseDuration, parseSize, remoteURL
+from txregistry.config.grammar import (
+    cipherSuites,
+    isPrivate,
+    listenEndpoint,
+    parseDuration,
+    parseSize,
+    remoteURL,
+)
 from txregistry.config.reader import loadConfig, parseConfig
 from txregistry.config.schema import (
     DEFAULT_ROOT,
     HTTP,
     S3,
+    TLS,
     Config,
     ConfigError,
     Filesystem,
@@ -29,6 +37,7 @@ __all__ = [
     "DEFAULT_ROOT",
     "HTTP",
     "S3",
+    "TLS",
     "Config",
     "ConfigError",
     "Filesystem",
@@ -39,6 +48,7 @@ __all__ = [
     "UploadPurging",
     "Upstream",
     "applyEnvironment",
+    "cipherSuites",
     "isPrivate",
     "listenEndpoint",
     "loadConfig",

@@ -1,6 +1,6 @@
 """
 The forms of registry:2's values: Go durations, sizes, listen addresses,
-upstream URLs, and which S3 endpoints are private.
+upstream URLs, which S3 endpoints are private, and TLS cipher suites.
 """
 
 from __future__ import annotations
@@ -111,3 +111,47 @@ def isPrivate(endpoint: str) -> bool:
     except ValueError:
         return "." not in host or host.endswith((".local", ".lan", ".internal", ".home", ".localdomain"))
     return address.is_private or address.is_loopback or address.is_link_local
+
+
+# registry:2's TLS 1.0-1.2 cipher suites (Go's names, which are IANA's) by
+# their OpenSSL names.
+_TLS12_SUITES = {
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+}
+# Always on in TLS 1.3, in Go as in OpenSSL: named, they change nothing.
+_TLS13_SUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
+# registry:2 takes these too; 3DES is broken (Sweet32).
+_INSECURE_SUITES = ("TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA")
+
+
+def cipherSuites(key: str, names: list[object]) -> tuple[str, ...]:
+    """
+    The OpenSSL names of the TLS 1.2 cipher suites among registry:2's
+    C{names} (C{TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}).
+    """
+    ciphers = []
+    for index, name in enumerate(names):
+        where = f"{key}[{index}]"
+        if name in _INSECURE_SUITES:
+            raise ConfigError(f"{where}: {name} is insecure and not offered")
+        if not isinstance(name, str) or (name not in _TLS12_SUITES and name not in _TLS13_SUITES):
+            raise ConfigError(
+                f"{where}: unknown cipher suite {name!r} (expected Go's names, such as "
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)"
+            )
+        if name in _TLS12_SUITES:
+            ciphers.append(_TLS12_SUITES[name])
+    return tuple(ciphers)

@@ -18,11 +18,19 @@ import attrs
 import yaml
 
 from txregistry.config.environment import STORAGE_SETTINGS, applyEnvironment
-from txregistry.config.grammar import isPrivate, listenEndpoint, parseDuration, parseSize, remoteURL
+from txregistry.config.grammar import (
+    cipherSuites,
+    isPrivate,
+    listenEndpoint,
+    parseDuration,
+    parseSize,
+    remoteURL,
+)
 from txregistry.config.schema import (
     DEFAULT_ROOT,
     HTTP,
     S3,
+    TLS,
     Config,
     ConfigError,
     Filesystem,
@@ -123,7 +131,7 @@ _KIND_NAMES = {
 def _refuseOpen(reader: _Reader) -> None:
     """
     Refuse what would leave the registry more open than the configuration
-    asks: authentication or TLS that is not there yet.
+    asks: authentication that is not there yet.
     """
     auth = reader.get("auth", (dict, str))
     if auth:
@@ -134,12 +142,59 @@ def _refuseOpen(reader: _Reader) -> None:
         raise ConfigError(
             f"auth.{kind}: authentication is not supported yet; refusing to start an open registry"
         )
-    tls = reader.get("http.tls", dict)
-    if tls:
+
+
+_TLS_KEYS = ("certificate", "key", "clientcas", "minimumtls", "ciphersuites")
+_TLS_VERSIONS = ("tls1.2", "tls1.3")
+
+
+def _tls(reader: _Reader) -> TLS | None:
+    """
+    C{http.tls}. Every key we do not act on stops start-up: ignored, it
+    could leave TLS weaker than the configuration asks.
+    """
+    section = reader.get("http.tls", dict)
+    if not section:
+        return None
+    for name in section:
+        if name == "letsencrypt":
+            raise ConfigError(
+                "http.tls.letsencrypt: certificates from Let's Encrypt (ACME) are not supported; "
+                "give http.tls.certificate and http.tls.key"
+            )
+        if name not in _TLS_KEYS:
+            raise ConfigError(f"http.tls.{name}: unknown TLS key (known: {', '.join(_TLS_KEYS)})")
+    certificate = reader.get("http.tls.certificate", str)
+    key = reader.get("http.tls.key", str)
+    if not certificate:
+        raise ConfigError("http.tls.certificate: missing; TLS needs a certificate and its key (PEM files)")
+    if not key:
+        raise ConfigError("http.tls.key: missing; TLS needs a certificate and its key (PEM files)")
+    clientCAs = reader.get("http.tls.clientcas", list, [])
+    for index, path in enumerate(clientCAs):
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"http.tls.clientcas[{index}]: expected the path of a PEM file, got {path!r}")
+    defaults = TLS(certificate="", key="")
+    minimum = reader.get("http.tls.minimumtls", str, defaults.minimumTLS)
+    if minimum in ("tls1.0", "tls1.1"):
+        raise ConfigError(f"http.tls.minimumtls: {minimum} is insecure and not offered (tls1.2 or tls1.3)")
+    if minimum not in _TLS_VERSIONS:
+        raise ConfigError(f"http.tls.minimumtls: expected tls1.2 or tls1.3, got {minimum!r}")
+    # None named (an empty list too) is registry:2's default.
+    names = reader.get("http.tls.ciphersuites", list)
+    ciphers = cipherSuites("http.tls.ciphersuites", names) if names else defaults.ciphers
+    if not ciphers and minimum == "tls1.2":
         raise ConfigError(
-            f"http.tls.{next(iter(tls))}: TLS from the configuration is not supported yet; refusing to "
-            "serve plain HTTP (remove http.tls and listen with --listen ssl:PORT:privateKey=KEY:certKey=CERT)"
+            "http.tls.ciphersuites: names no TLS 1.2 cipher suite; "
+            "name one, or set http.tls.minimumtls to tls1.3"
         )
+    return TLS(
+        certificate=certificate,
+        key=key,
+        clientCAs=tuple(clientCAs),
+        minimumTLS=minimum,
+        ciphers=ciphers,
+    )
 
 
 def _storage(reader: _Reader) -> Storage:
@@ -289,6 +344,7 @@ def _http(reader: _Reader) -> HTTP:
         raise ConfigError(f"http.host: expected a URL like https://registry.example.com, got {host!r}")
     return HTTP(
         listen=listen,
+        tls=_tls(reader),
         host=host,
         relativeURLs=reader.get("http.relativeurls", bool, defaults.relativeURLs),
         headers=parsed,

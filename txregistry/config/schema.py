@@ -93,10 +93,41 @@ class Storage:
     uploadPurging: UploadPurging = UploadPurging()
 
 
+#: registry:2's TLS 1.2 cipher suites when none are named, in OpenSSL's
+#: names (its TLS 1.3 suites are not configurable, in Go as here).
+DEFAULT_CIPHERS = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+)
+
+
+@attrs.frozen
+class TLS:
+    """
+    registry:2's C{http.tls}: the paths of PEM files, read when the service
+    is made rather than here.
+    """
+
+    certificate: str
+    key: str
+    #: CA certificates that clients must present a certificate signed by.
+    clientCAs: tuple[str, ...] = ()
+    #: C{tls1.2} or C{tls1.3}.
+    minimumTLS: str = "tls1.2"
+    #: The TLS 1.2 cipher suites offered, in OpenSSL's names.
+    ciphers: tuple[str, ...] = DEFAULT_CIPHERS
+
+
 @attrs.frozen
 class HTTP:
     #: Twisted endpoint description strings to listen on.
     listen: tuple[str, ...] = ("tcp:5000",)
+    #: When given, every listener speaks TLS and only TLS.
+    tls: TLS | None = None
     host: str | None = None
     relativeURLs: bool = False
     headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)

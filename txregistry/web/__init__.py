@@ -6,5 +6,14 @@ from txregistry.web.channel import RegistryChannel
 from txregistry.web.context import Context
 from txregistry.web.request import RegistryRequest, SiteRequest
 from txregistry.web.router import RegistryResource, RootResource
+from txregistry.web.tls import TLSOnlyFactory
 
-__all__ = ["Context", "RegistryChannel", "RegistryRequest", "RegistryResource", "RootResource", "SiteRequest"]
+__all__ = [
+    "Context",
+    "RegistryChannel",
+    "RegistryRequest",
+    "RegistryResource",
+    "RootResource",
+    "SiteRequest",
+    "TLSOnlyFactory",
+]
