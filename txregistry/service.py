@@ -350,6 +350,12 @@ def makeService(config: Config) -> IService:
     the purging of old uploads.
     """
     setLevel(config.log.level)
+    for description in config.http.listen:
+        if config.http.tls is not None and description.startswith("ssl:"):
+            # It would be TLS in TLS.
+            raise ConfigError(
+                f"--listen {description}: http.tls makes every listener TLS; listen with tcp: instead"
+            )
     # Before anything is made on disk: a listener that cannot be is known now.
     endpoints = [_endpoint(description) for description in config.http.listen]
     tls = _tlsOptions(config.http.tls) if config.http.tls is not None else None
