@@ -6,7 +6,6 @@ site, the endpoints it listens on and its background jobs.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -18,11 +17,11 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IOpenSSLContextFactory, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from txregistry.config import S3, TLS, Config, ConfigError, Filesystem, InMemory
+from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory
 from txregistry.logging import logger, setLevel
 from txregistry.registry import IRegistry, Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
@@ -32,7 +31,8 @@ from txregistry.web import (
     RegistryResource,
     RootResource,
     SiteRequest,
-    TLSOnlyFactory,
+    behindTLS,
+    contextFactory,
 )
 
 if TYPE_CHECKING:
@@ -263,87 +263,6 @@ def _endpoint(description: str) -> IStreamServerEndpoint:
         ) from None
 
 
-def _read(key: str, path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from None
-
-
-_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
-
-
-def _tlsOptions(tls: TLS) -> IOpenSSLContextFactory:
-    """
-    The TLS settings that C{tls} describes, its files read now.
-
-    @raise ConfigError: if pyOpenSSL is missing or a file cannot be used.
-    """
-    try:
-        # Imported here: pyOpenSSL is the tls extra's, not needed otherwise.
-        from OpenSSL import SSL, crypto
-        from twisted.internet import ssl
-    except ImportError:
-        raise ConfigError("http.tls: TLS needs pyOpenSSL (pip install 'txregistry[tls]')") from None
-
-    def certificates(key: str, path: str) -> list[ssl.Certificate]:
-        # A file may hold a chain (or, for CAs, a bundle): every certificate in it.
-        blocks = _PEM_CERTIFICATE.findall(_read(key, path))
-        try:
-            if blocks:
-                return [ssl.Certificate.loadPEM(block) for block in blocks]
-        except crypto.Error:
-            pass
-        raise ConfigError(f"{key}: {path} holds no PEM certificate that can be read")
-
-    chain = certificates("http.tls.certificate", tls.certificate)
-    keyPEM = _read("http.tls.key", tls.key)
-    if b"ENCRYPTED" in keyPEM:
-        # OpenSSL would ask for its passphrase on the terminal.
-        raise ConfigError(
-            f"http.tls.key: {tls.key} is encrypted; give it unencrypted (registry:2 takes no passphrase)"
-        )
-    try:
-        keyPair = ssl.KeyPair.load(keyPEM, crypto.FILETYPE_PEM)
-    except crypto.Error:
-        raise ConfigError(f"http.tls.key: {tls.key} holds no PEM private key that can be read") from None
-    if not chain[0].getPublicKey().matches(keyPair):
-        raise ConfigError(f"http.tls.key: {tls.key} is not the key of the certificate in {tls.certificate}")
-    authorities = [
-        certificate
-        for index, path in enumerate(tls.clientCAs)
-        for certificate in certificates(f"http.tls.clientcas[{index}]", path)
-    ]
-    options = ssl.CertificateOptions(
-        privateKey=keyPair.original,
-        certificate=chain[0].original,
-        extraCertChain=[certificate.original for certificate in chain[1:]],
-        # With a trust root, a client must present a certificate it signed.
-        trustRoot=ssl.trustRootFromCertificates(authorities) if authorities else None,
-        raiseMinimumTo={"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}[tls.minimumTLS],
-        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(":".join(tls.ciphers)),
-    )
-    try:
-        # Made now, so that what OpenSSL refuses (a key too small for its
-        # security level) stops start-up.
-        options.getContext()
-    except SSL.Error as e:
-        reason = "; ".join(str(error[2]) for error in e.args[0]) if e.args and e.args[0] else e
-        raise ConfigError(f"http.tls.certificate: {tls.certificate} cannot be used: {reason}") from None
-    return options
-
-
-def _behindTLS(options: IOpenSSLContextFactory, factory: IProtocolFactory) -> IProtocolFactory:
-    """
-    C{factory} behind TLS on a plain stream endpoint (what C{ssl:} endpoints
-    do, but with the first byte looked at before the handshake).
-    """
-    from twisted.protocols.tls import TLSMemoryBIOFactory
-
-    return TLSOnlyFactory(TLSMemoryBIOFactory(options, False, factory))
-
-
 def makeService(config: Config) -> IService:
     """
     The registry as a service: its listening endpoints and, when enabled,
@@ -358,13 +277,13 @@ def makeService(config: Config) -> IService:
             )
     # Before anything is made on disk: a listener that cannot be is known now.
     endpoints = [_endpoint(description) for description in config.http.listen]
-    tls = _tlsOptions(config.http.tls) if config.http.tls is not None else None
+    tls = contextFactory(config.http.tls) if config.http.tls is not None else None
     registry = registryOf(config)
     cache = cacheOf(config, registry)
     service = _RegistryService(config, registry, cache)
     factory: IProtocolFactory = site(config, cache if cache is not None else registry)
     if tls is not None:
-        factory = _behindTLS(tls, factory)
+        factory = behindTLS(tls, factory)
     for endpoint in endpoints:
         listener = StreamServerEndpointService(endpoint, factory)
         # A port that cannot be bound must stop start-up, not only be logged.

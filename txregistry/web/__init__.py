@@ -6,7 +6,7 @@ from txregistry.web.channel import RegistryChannel
 from txregistry.web.context import Context
 from txregistry.web.request import RegistryRequest, SiteRequest
 from txregistry.web.router import RegistryResource, RootResource
-from txregistry.web.tls import TLSOnlyFactory
+from txregistry.web.tls import behindTLS, contextFactory
 
 __all__ = [
     "Context",
@@ -15,5 +15,6 @@ __all__ = [
     "RegistryResource",
     "RootResource",
     "SiteRequest",
-    "TLSOnlyFactory",
+    "behindTLS",
+    "contextFactory",
 ]

@@ -9,7 +9,7 @@ import re
 from twisted.web.http import HTTPChannel
 
 # The first byte of every TLS record that starts a handshake.
-_TLS_HANDSHAKE = b"\x16"
+TLS_HANDSHAKE = b"\x16"
 
 # An RFC 3986 host (a registered name, an IPv4 address or a bracketed IPv6
 # one) and an optional port: what may go into the URLs of Location headers.
@@ -50,7 +50,7 @@ class RegistryChannel(HTTPChannel):
             return
         if self._firstData:
             self._firstData = False
-            if data.startswith(_TLS_HANDSHAKE):
+            if data.startswith(TLS_HANDSHAKE):
                 assert self.transport is not None
                 self.transport.write(
                     b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTPS request to an HTTP server.\n"
