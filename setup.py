@@ -26,6 +26,10 @@ setup(
         "attrs>=23.1",
         "pyyaml>=6.0",
         "zope.interface>=6.0",
+        # auth.htpasswd's hashes. A core dependency rather than an extra:
+        # registry:2 always has it, and a registry that cannot check its
+        # users must not start (no half-installed auth to fail open).
+        "bcrypt>=4.0",
     ],
     extras_require={
         # Listening with TLS (http.tls, ssl: endpoints) needs pyOpenSSL; without it a

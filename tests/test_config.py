@@ -16,6 +16,7 @@ from txregistry.config import (
     Config,
     ConfigError,
     Filesystem,
+    Htpasswd,
     InMemory,
     Proxy,
     Storage,
@@ -205,21 +206,28 @@ def test_bad_configurations(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     "text, environ, message",
     [
-        (REGISTRY2_DEFAULT, {}, "auth.htpasswd: authentication is not supported yet"),
-        ("auth:\n  token:\n    realm: https://auth.example.test/token\n", {}, "auth.token: authentication"),
-        ("auth: silly\n", {}, "auth.silly: authentication"),
+        (
+            "auth:\n  token:\n    realm: https://auth.example.test/token\n",
+            {},
+            "auth.token: only auth.htpasswd",
+        ),
+        ("auth: silly\n", {}, "auth.silly: only auth.htpasswd"),
         # A kind beside an empty or null key is still a kind.
-        ("auth:\n  ~: {}\n  htpasswd:\n    realm: r\n", {}, "auth.htpasswd: authentication"),
-        ('auth:\n  "": {}\n', {}, "auth.'': authentication"),
-        ("", {"REGISTRY_AUTH_HTPASSWD_REALM": "basic-realm"}, "auth.htpasswd: authentication"),
-        ("", {"REGISTRY_AUTH": "silly"}, "auth.silly: authentication"),
-        ("auth: silly\n", {"REGISTRY_AUTH_SILLY_REALM": "r"}, "auth.silly: authentication"),
+        ("auth:\n  ~: {}\n  htpasswd:\n    realm: r\n    path: p\n", {}, "auth.None: only auth.htpasswd"),
+        ('auth:\n  "": {}\n', {}, "auth.'': only auth.htpasswd"),
+        ("auth:\n  htpasswd:\n    path: p\n  silly: {}\n", {}, "auth.silly: only auth.htpasswd"),
+        ("", {"REGISTRY_AUTH_HTPASSWD_REALM": "basic-realm"}, "auth.htpasswd.path: required"),
+        ("auth:\n  htpasswd:\n    path: p\n", {}, "auth.htpasswd.realm: required"),
+        ("auth:\n  htpasswd:\n", {}, "auth.htpasswd.realm: required"),
+        ("", {"REGISTRY_AUTH": "silly"}, "auth.silly: only auth.htpasswd"),
+        ("auth: silly\n", {"REGISTRY_AUTH_SILLY_REALM": "r"}, "auth.silly: only auth.htpasswd"),
     ],
 )
 def test_security_we_lack_stops_start_up(text: str, environ: dict[str, str], message: str) -> None:
     """
-    Until there is authentication from the configuration, a configuration
-    that asks for it is refused rather than served open.
+    A configuration that asks for authentication txregistry does not have,
+    or for htpasswd without what it needs, is refused rather than served
+    open.
     """
     with pytest.raises(ConfigError) as caught:
         parseConfig("version: 0.1\nstorage: {inmemory: {}}\n" + text, environ)
@@ -604,3 +612,19 @@ def test_bad_proxy_sections(section: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parseConfig("version: 0.1\nstorage: {inmemory: {}}\n" + section, environ={})
     assert message in str(raised.value)
+
+
+def test_htpasswd() -> None:
+    """
+    registry:2's own configuration, with its htpasswd users, is taken as it
+    is; the path may come from the environment; a pull-through cache may
+    be behind it too.
+    """
+    config = parseConfig(REGISTRY2_DEFAULT, environ={})
+    assert config.auth == Htpasswd(realm="basic-realm", path="/etc/docker/registry")
+    assert not [w for w in config.warnings if "key auth" in w]
+    config = parseConfig(REGISTRY2_DEFAULT, environ={"REGISTRY_AUTH_HTPASSWD_PATH": "/run/users"})
+    assert config.auth == Htpasswd(realm="basic-realm", path="/run/users")
+    config = parseConfig(REGISTRY2_DEFAULT + "proxy:\n  remoteurl: https://a.test\n", environ={})
+    assert config.auth == Htpasswd(realm="basic-realm", path="/etc/docker/registry")
+    assert config.proxy is not None

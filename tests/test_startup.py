@@ -63,6 +63,19 @@ def tlsConfig(directory: str, name: str, lines: str) -> str:
     return writeConfig(directory, text, f"{name}.yml")
 
 
+def htpasswdConfig(tmp: str, name: str, content: bytes | None) -> str:
+    """
+    A configuration with htpasswd users in the file C{name}, of C{content}
+    (C{None}: no file).
+    """
+    path = os.path.join(tmp, name)
+    if content is not None:
+        with open(path, "wb") as f:
+            f.write(content)
+    text = f"version: 0.1\nstorage: {{inmemory: {{}}}}\nauth:\n  htpasswd:\n    realm: r\n    path: {path}\n"
+    return writeConfig(tmp, text, name + ".yml")
+
+
 def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
     """
     The arguments, environment and one line of each start-up that cannot be.
@@ -113,13 +126,32 @@ def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
         "auth": (
             [writeConfig(tmp, "version: 0.1\nstorage: {inmemory: {}}\nauth:\n  htpasswd: {}\n", "auth.yml")],
             {},
-            "txregistry: auth.htpasswd: authentication is not supported yet; "
-            "refusing to start an open registry",
+            "txregistry: auth.htpasswd.realm: required; refusing to start an open registry",
         ),
         "auth-from-the-environment": (
             [],
             {"REGISTRY_AUTH_TOKEN_REALM": "https://auth.example.test/token"},
-            "txregistry: auth.token: authentication is not supported yet; refusing to start an open registry",
+            "txregistry: auth.token: only auth.htpasswd is supported; refusing to start an open registry",
+        ),
+        "htpasswd-missing": (
+            [htpasswdConfig(tmp, "missing", None)],
+            {},
+            f"txregistry: auth.htpasswd.path: {tmp}/missing: no such file (make it first: see the README)",
+        ),
+        "htpasswd-not-bcrypt": (
+            [
+                htpasswdConfig(
+                    tmp, "sha", b"alice:$2y$04$" + b"a" * 53 + b"\n# a comment\n\nbob:{SHA}c2VjcmV0\n"
+                )
+            ],
+            {},
+            f"txregistry: auth.htpasswd.path: {tmp}/sha: line 4: only bcrypt hashes "
+            "($2y$, $2b$, $2a$) are supported",
+        ),
+        "htpasswd-malformed": (
+            [htpasswdConfig(tmp, "malformed", b"alice\n")],
+            {},
+            f"txregistry: auth.htpasswd.path: {tmp}/malformed: line 1 is not user:hash",
         ),
         "tls-missing-certificate": (
             [tlsConfig(tmp, "tls-missing-certificate", f"certificate: {tmp}/no.pem\n    key: {afile}")],
@@ -171,6 +203,9 @@ def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
         "root-impossible",
         "auth",
         "auth-from-the-environment",
+        "htpasswd-missing",
+        "htpasswd-not-bcrypt",
+        "htpasswd-malformed",
         "tls-missing-certificate",
         "tls-without-pyopenssl",
         "tls-letsencrypt",

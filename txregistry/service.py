@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import attrs
 from twisted.application.internet import StreamServerEndpointService
@@ -17,10 +17,11 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IReactorThreads, IReactorTime, IStreamServerEndpoint
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from txregistry.auth import AuthenticatedAccess, HtpasswdAuthenticator, HtpasswdError
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory
 from txregistry.logging import logger, setLevel
 from txregistry.registry import IRegistry, Registry, UploadPurger
@@ -34,6 +35,7 @@ from txregistry.web import (
     behindTLS,
     contextFactory,
 )
+from txregistry.web.context import Guard
 
 if TYPE_CHECKING:
     from txregistry.proxy import PullThroughCache
@@ -144,8 +146,28 @@ def resource(config: Config, registry: IRegistry | None = None) -> RegistryResou
     being read whole first.
     """
     registry = registry if registry is not None else served(config)
-    context = Context(registry, host=config.http.host, relativeURLs=config.http.relativeURLs)
+    context = Context(
+        registry, guard=guardOf(config), host=config.http.host, relativeURLs=config.http.relativeURLs
+    )
     return RegistryResource(registry, context, config.http.headers)
+
+
+def guardOf(config: Config) -> Guard | None:
+    """
+    What every request passes, from C{auth}: C{None} for an open registry.
+    The htpasswd file is read here, so that one that cannot be used stops
+    start-up.
+    """
+    if config.auth is None:
+        return None
+    try:
+        threads = cast(IReactorThreads, reactor)
+        authenticator = HtpasswdAuthenticator(
+            config.auth.path, config.auth.realm, threads, cast(IReactorTime, reactor)
+        )
+    except HtpasswdError as e:
+        raise ConfigError(f"auth.htpasswd.path: {e}") from None
+    return Guard(authenticator, AuthenticatedAccess())
 
 
 class _Site(Site):

@@ -34,6 +34,7 @@ from txregistry.config.schema import (
     Config,
     ConfigError,
     Filesystem,
+    Htpasswd,
     InMemory,
     Log,
     Proxy,
@@ -128,20 +129,29 @@ _KIND_NAMES = {
 }
 
 
-def _refuseOpen(reader: _Reader) -> None:
+def _auth(reader: _Reader) -> Htpasswd | None:
     """
-    Refuse what would leave the registry more open than the configuration
-    asks: authentication that is not there yet.
+    registry:2's C{auth.htpasswd}; any other kind stops start-up rather
+    than leave the registry more open than the configuration asks.
     """
     auth = reader.get("auth", (dict, str))
-    if auth:
-        # Any key at all (an empty or null one beside a real kind, too):
-        # closed on doubt.
-        kinds = list(auth) if isinstance(auth, dict) else [auth]
-        kind = next((k for k in kinds if isinstance(k, str) and k), repr(kinds[0]))
-        raise ConfigError(
-            f"auth.{kind}: authentication is not supported yet; refusing to start an open registry"
-        )
+    if not auth:
+        return None
+    # Any key at all (an empty or null one beside htpasswd, too): closed
+    # on doubt.
+    kinds = list(auth) if isinstance(auth, dict) else [auth]
+    others = [k for k in kinds if k != "htpasswd"]
+    if others:
+        kind = next((k for k in others if isinstance(k, str) and k), repr(others[0]))
+        raise ConfigError(f"auth.{kind}: only auth.htpasswd is supported; refusing to start an open registry")
+    reader.get("auth.htpasswd", dict)
+    settings = {}
+    for key in ("realm", "path"):
+        value = reader.get(f"auth.htpasswd.{key}", str)
+        if not value:
+            raise ConfigError(f"auth.htpasswd.{key}: required; refusing to start an open registry")
+        settings[key] = value
+    return Htpasswd(realm=settings["realm"], path=settings["path"])
 
 
 _TLS_KEYS = ("certificate", "key", "clientcas", "minimumtls", "ciphersuites")
@@ -465,8 +475,10 @@ def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError("version: missing (registry:2 configuration files start with 'version: 0.1')")
     if str(version) != "0.1":
         raise ConfigError(f"version: only version 0.1 is known, got {version!r}")
-    _refuseOpen(reader)
-    config = Config(storage=_storage(reader), http=_http(reader), log=_log(reader), proxy=_proxy(reader))
+    auth = _auth(reader)
+    config = Config(
+        storage=_storage(reader), http=_http(reader), log=_log(reader), proxy=_proxy(reader), auth=auth
+    )
     return attrs.evolve(config, warnings=tuple(reader.warning(key) for key in reader.unknown()))
 
 

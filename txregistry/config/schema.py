@@ -123,6 +123,18 @@ class TLS:
 
 
 @attrs.frozen
+class Htpasswd:
+    """
+    registry:2's C{auth.htpasswd}: users in a file of bcrypt hashes, read
+    when the service is made and again when it changes.
+    """
+
+    #: The realm of the C{WWW-Authenticate: Basic} challenge.
+    realm: str
+    path: str
+
+
+@attrs.frozen
 class HTTP:
     #: Twisted endpoint description strings to listen on.
     listen: tuple[str, ...] = ("tcp:5000",)
@@ -193,5 +205,7 @@ class Config:
     http: HTTP = HTTP()
     log: Log = Log()
     proxy: Proxy | None = None
+    #: Who may do what; C{None} for an open registry.
+    auth: Htpasswd | None = None
     #: One line for each key given that is not supported (yet).
     warnings: tuple[str, ...] = ()

@@ -1,22 +1,50 @@
 """
-What every endpoint of one registry shares: the registry itself and how to
-tell clients where things are.
+What every endpoint of one registry shares: the registry itself, the
+guard every request passes, and how to tell clients where things are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import attrs
 from twisted.web.server import Request
 
+from txregistry.auth import Access, IAccessPolicy, IAuthenticator, Identity
 from txregistry.errors import RegistryError
 from txregistry.registry import IRegistry
 
 
 @attrs.frozen
+class Guard:
+    """
+    Who a request comes from, and whether they may do what it needs.
+    """
+
+    authenticator: IAuthenticator
+    policy: IAccessPolicy
+
+    async def check(self, request: Request, needs: Sequence[Access]) -> Identity:
+        """
+        The identity of the client, if it may do every one of C{needs}
+        (none: any authenticated identity may); otherwise fails with
+        C{UNAUTHORIZED} for an anonymous client, C{DENIED} for another.
+        """
+        identity = await self.authenticator.authenticate(request.getHeader(b"authorization"))
+        allowed = all(self.policy.allows(identity, access) for access in needs)
+        if identity.anonymous and (not allowed or not needs):
+            raise self.authenticator.challenge(needs)
+        if not allowed:
+            raise RegistryError("DENIED", "requested access to the resource is denied")
+        return identity
+
+
+@attrs.frozen
 class Context:
     registry: IRegistry
+    #: Authentication and access; C{None} for an open registry.
+    guard: Guard | None = None
     #: registry:2's C{http.host}: the externally visible base URL.
     host: str | None = None
     #: registry:2's C{http.relativeurls}: answer C{Location} with paths only.

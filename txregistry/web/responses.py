@@ -6,7 +6,7 @@ the endpoint base class that turns a handler's outcome into one of them.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -14,9 +14,11 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from txregistry.auth import DELETE, PULL, PUSH, Access
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
 from txregistry.pump import Overflow
+from txregistry.reference import checkName
 from txregistry.registry import IRepository
 from txregistry.storage import StorageUnavailable
 from txregistry.storage.streams import ConsumerGone
@@ -114,8 +116,41 @@ class Endpoint(Resource):
             cls._methods = allowed
         return allowed
 
+    #: The registry's context, and its guard; an endpoint without one is
+    #: not guarded.
+    context: Context
+    #: What every request here needs (none: that it is authenticated).
+    access: Sequence[Access] = ()
+
     def render(self, request: Request) -> Any:
+        # Every route passes here: nothing is read or done for a request
+        # before its guard lets it through.
         method = request.method.decode("ascii", "replace").upper()
+        context: Context | None = getattr(self, "context", None)
+        guard = context.guard if context is not None else None
+        if guard is None:
+            self.serve(request, method)
+            return NOT_DONE_YET
+        d = Deferred.fromCoroutine(guard.check(request, self.needs(request, method)))
+        d.addCallbacks(lambda _: self._passed(request, method), self._failed, errbackArgs=(request,))
+        return NOT_DONE_YET
+
+    def needs(self, request: Request, method: str) -> Sequence[Access]:
+        """
+        What a request must be allowed to do; none: that it is
+        authenticated.
+        """
+        return self.access
+
+    def _passed(self, request: Request, method: str) -> None:
+        if request.channel is None or request.finished:
+            return
+        self.serve(request, method)
+
+    def serve(self, request: Request, method: str) -> None:
+        """
+        Answer a request that the guard let through.
+        """
         allowed = self.methods()
         handler: Callable[[Request], Awaitable[None]] | None = (
             getattr(self, method.lower()) if method in allowed else None
@@ -123,15 +158,14 @@ class Endpoint(Resource):
         if handler is None:
             request.setHeader("Allow", ", ".join(allowed))
             writeError(request, RegistryError.unsupported(f"method {method} is not allowed here"))
-            return NOT_DONE_YET
+            return
         try:
             self.prepare(request, method not in _READING)
         except RegistryError as e:
             writeError(request, e)
-            return NOT_DONE_YET
+            return
         d: Deferred[None] = Deferred.fromCoroutine(handler(request))  # type: ignore[arg-type]
         d.addErrback(self._failed, request)
-        return NOT_DONE_YET
 
     def prepare(self, request: Request, writing: bool) -> None:
         """
@@ -161,12 +195,30 @@ class RepositoryEndpoint(Endpoint):
     """
 
     repository: IRepository
+    #: What a C{DELETE} needs: cancelling an upload is part of a push.
+    deleting = DELETE
 
     def __init__(self, context: Context, name: str, reference: str = "") -> None:
         super().__init__()
         self.context = context
         self.name = name
         self.reference = reference
+
+    def needs(self, request: Request, method: str) -> Sequence[Access]:
+        if method in _READING:
+            return (Access(PULL, self.name),)
+        if method == "DELETE":
+            return (Access(self.deleting, self.name),)
+        needs = [Access(PUSH, self.name)]
+        source = query(request, "from")
+        if method == "POST" and source is not None and query(request, "mount") is not None:
+            # A mount reads the source: pull on it, if it is a name at all
+            # (the handler refuses one that is not).
+            try:
+                needs.append(Access(PULL, checkName(source)))
+            except RegistryError:
+                pass
+        return needs
 
     def prepare(self, request: Request, writing: bool) -> None:
         # containerd names the registry it means with ?ns=.

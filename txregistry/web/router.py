@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import unquote
 
+import attrs
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import Request
 
+from txregistry.auth import CATALOG, PUSH, Access
 from txregistry.errors import RegistryError
 from txregistry.reference import checkName
 from txregistry.registry import IRegistry
@@ -25,27 +27,55 @@ from txregistry.web.catalog import CatalogEndpoint
 from txregistry.web.context import Context
 from txregistry.web.manifests import ManifestEndpoint
 from txregistry.web.referrers import ReferrersEndpoint
-from txregistry.web.responses import Endpoint, writeError
+from txregistry.web.responses import Endpoint, RepositoryEndpoint, writeError
 from txregistry.web.tags import TagsEndpoint
 from txregistry.web.uploads import StartUploadEndpoint, UploadEndpoint
 
 
 class ErrorEndpoint(Endpoint):
     """
-    Answers every method with one error.
+    Answers every method with one error, once the guard lets the request
+    through (an anonymous client learns nothing but that it must log in).
     """
 
-    def __init__(self, error: RegistryError) -> None:
+    def __init__(self, error: RegistryError, context: Context | None = None) -> None:
         super().__init__()
         self.error = error
+        if context is not None:
+            self.context = context
 
-    def render(self, request: Request) -> object:
+    def serve(self, request: Request, method: str) -> None:
         writeError(request, self.error)
-        return NOT_DONE_YET
 
 
-def notFound(path: str) -> ErrorEndpoint:
-    return ErrorEndpoint(RegistryError("UNSUPPORTED", "no such endpoint", {"path": path}, status=404))
+def notFound(path: str, context: Context | None = None) -> ErrorEndpoint:
+    error = RegistryError("UNSUPPORTED", "no such endpoint", {"path": path}, status=404)
+    return ErrorEndpoint(error, context)
+
+
+@attrs.frozen
+class Route:
+    """
+    One kind of path the router knows: an example of it (C{<name>} and
+    C{<reference>} stand for a repository and a digest, tag or UUID) and
+    the endpoint it goes to.
+    """
+
+    example: str
+    endpoint: type[Endpoint]
+
+
+#: Every route, for whoever must know them all (the tests of the guard).
+ROUTES = (
+    Route("/v2/", BaseEndpoint),
+    Route("/v2/_catalog", CatalogEndpoint),
+    Route("/v2/<name>/blobs/uploads/", StartUploadEndpoint),
+    Route("/v2/<name>/blobs/uploads/<reference>", UploadEndpoint),
+    Route("/v2/<name>/blobs/<reference>", BlobEndpoint),
+    Route("/v2/<name>/manifests/<reference>", ManifestEndpoint),
+    Route("/v2/<name>/referrers/<reference>", ReferrersEndpoint),
+    Route("/v2/<name>/tags/list", TagsEndpoint),
+)
 
 
 def _match(segments: list[str]) -> tuple[str, list[str], str] | None:
@@ -75,21 +105,28 @@ def route(context: Context, segments: Sequence[str]) -> Resource:
     """
     segments = list(segments)
     if segments in ([], [""]):
-        return BaseEndpoint()
+        base = BaseEndpoint()
+        base.context = context
+        return base
     if segments == ["_catalog"]:
-        return CatalogEndpoint(context)
+        catalog = CatalogEndpoint(context)
+        catalog.access = (Access(CATALOG),)
+        return catalog
     matched = _match(segments)
     if matched is None:
-        return notFound("/v2/" + "/".join(segments))
+        return notFound("/v2/" + "/".join(segments), context)
     kind, nameSegments, reference = matched
     try:
         name = checkName("/".join(nameSegments))
     except RegistryError as e:
-        return ErrorEndpoint(e)
+        return ErrorEndpoint(e, context)
     if kind == "uploads":
-        if reference:
-            return UploadEndpoint(context, name, reference)
-        return StartUploadEndpoint(context, name)
+        uploads: RepositoryEndpoint = (
+            UploadEndpoint(context, name, reference) if reference else StartUploadEndpoint(context, name)
+        )
+        # Cancelling an upload is part of a push, not a delete.
+        uploads.deleting = PUSH
+        return uploads
     if kind == "tags":
         return TagsEndpoint(context, name)
     return _BY_REFERENCE[kind](context, name, reference)
@@ -127,7 +164,7 @@ class RegistryResource(Resource):
 
     def render(self, request: Request) -> bytes:
         self._prepare(request)
-        result: bytes = BaseEndpoint().render(request)
+        result: bytes = route(self.context, []).render(request)
         return result
 
 
@@ -145,7 +182,7 @@ class RootResource(Resource):
         if path == b"v2":
             return self.registry
         self.registry._prepare(request)
-        return notFound(request.path.decode("utf-8", "replace"))
+        return notFound(request.path.decode("utf-8", "replace"), self.registry.context)
 
     def render(self, request: Request) -> bytes:
         return self.getChild(b"", request).render(request)
