@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 import txregistry
 from tests.helpers import Client, RegistryProcess, serving
+from tests.proxy import proxyConfig, proxyRegistry, upstreamRegistry
 from tests.test_skopeo import makeLayout
 from txregistry.auth import (
     PULL,
@@ -198,6 +199,7 @@ def sha(data: bytes) -> str:
         basic("mallory", "secret"),
         basic("", "secret"),
         basic("alice", ""),
+        basic("alice", "secret" + "x" * 100),
         {"Authorization": "Basic"},
         {"Authorization": "Basic "},
         {"Authorization": base64.b64encode(b"alice:secret").decode()},
@@ -426,3 +428,22 @@ def test_skopeo_with_credentials(tmp_path: Any, users: str) -> None:
         assert os.path.exists(os.path.join(back, "index.json"))
     finally:
         process.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_pull_through_cache_behind_htpasswd(tmp_path: Any, users: str) -> None:
+    """
+    Clients authenticate to the cache, as to any registry; the upstream is
+    asked as before.
+    """
+    async with upstreamRegistry(os.path.join(str(tmp_path), "upstream")) as upstream:
+        manifest, _ = await upstream.client.pushImage("library/app", "1.0", [b"layer"])
+        auth = f"auth:\n  htpasswd:\n    realm: {REALM}\n    path: {users}\n"
+        config = proxyConfig(upstream.url) + auth
+        async with proxyRegistry(os.path.join(str(tmp_path), "cache"), upstream.url, config=config) as proxy:
+            response = await proxy.client.request("GET", "/v2/library/app/manifests/1.0")
+            assert response.code == 401
+            assert response.header("WWW-Authenticate") == f'Basic realm="{REALM}"'
+            assert upstream.counting.count("GET", "/v2/library/app/manifests/1.0") == 0
+            response = await proxy.client.request("GET", "/v2/library/app/manifests/1.0", headers=ALICE)
+            assert (response.code, response.body) == (200, manifest)

@@ -206,7 +206,9 @@ class HtpasswdAuthenticator:
         known = hashed is not None
 
         def check() -> bool:
-            right = self._checkPassword(password, hashed if hashed is not None else _NOBODY)
+            # bcrypt reads 72 bytes of a password and no more; bcrypt 5
+            # refuses to be given more, where htpasswd and Go cut it short.
+            right = self._checkPassword(password[:72], hashed if hashed is not None else _NOBODY)
             return right and known
 
         result: bool = await self._checks.run(
