@@ -447,3 +447,14 @@ async def test_pull_through_cache_behind_htpasswd(tmp_path: Any, users: str) -> 
             assert upstream.counting.count("GET", "/v2/library/app/manifests/1.0") == 0
             response = await proxy.client.request("GET", "/v2/library/app/manifests/1.0", headers=ALICE)
             assert (response.code, response.body) == (200, manifest)
+
+
+@pytest_twisted.ensureDeferred
+async def test_anonymous_push_changes_nothing(guarded: Client) -> None:
+    data = b"x" * (3 * 1024 * 1024)
+    response = await guarded.request("POST", f"/v2/team/app/blobs/uploads/?digest={sha(data)}", data)
+    assert response.code == 401
+    response = await guarded.request("PUT", "/v2/team/app/manifests/1.0", b"{}")
+    assert response.code == 401
+    assert (await guarded.request("HEAD", f"/v2/team/app/blobs/{sha(data)}", headers=ALICE)).code == 404
+    assert (await guarded.request("GET", "/v2/_catalog", headers=ALICE)).json() == {"repositories": []}
