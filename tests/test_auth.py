@@ -32,6 +32,7 @@ from zope.interface import implementer
 import txregistry
 from tests.helpers import Client, RegistryProcess, serving
 from tests.proxy import proxyConfig, proxyRegistry, upstreamRegistry
+from tests.test_mirror import DOCKER, DOCKERD, Dockerd
 from tests.test_skopeo import makeLayout
 from txregistry.auth import (
     PULL,
@@ -458,3 +459,64 @@ async def test_anonymous_push_changes_nothing(guarded: Client) -> None:
     assert response.code == 401
     assert (await guarded.request("HEAD", f"/v2/team/app/blobs/{sha(data)}", headers=ALICE)).code == 404
     assert (await guarded.request("GET", "/v2/_catalog", headers=ALICE)).json() == {"repositories": []}
+
+
+@pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed (apt-get install skopeo)")
+@pytest.mark.skipif(
+    DOCKERD is None or DOCKER is None, reason="dockerd is not installed (apt-get install docker.io)"
+)
+def test_docker_login_push_pull(tmp_path: Any, users: str) -> None:
+    config = os.path.join(str(tmp_path), "config.yml")
+    store = os.path.join(str(tmp_path), "store")
+    with open(config, "w") as f:
+        f.write(configText(store, users))
+    process = RegistryProcess(store, config)
+    process.start()
+    host = f"127.0.0.1:{process.port}"
+    os.makedirs(os.path.join(str(tmp_path), "docker"))
+    daemon = Dockerd(os.path.join(str(tmp_path), "docker"), f"http://{host}")
+    clientConfig = os.path.join(str(tmp_path), "client")
+
+    def docker(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        # A client configuration of its own, for the credentials login keeps.
+        assert DOCKER is not None
+        command = [DOCKER, "--host", f"unix://{daemon.socket}", "--config", clientConfig, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, input=input)
+
+    try:
+        why = daemon.ready()
+        if why is not None:
+            pytest.skip(f"dockerd cannot run here: {why}")
+        source = os.path.join(str(tmp_path), "layout")
+        makeLayout(source, "1.0")
+        skopeo(
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:secret",
+            f"oci:{source}:1.0",
+            f"docker://{host}/a/b:1.0",
+        )
+        wrong = docker("login", "-u", "alice", "--password-stdin", host, input="nope\n")
+        assert wrong.returncode != 0, wrong.stdout
+        right = docker("login", "-u", "alice", "--password-stdin", host, input="secret\n")
+        assert right.returncode == 0, right.stderr
+        for args in (
+            ["pull", f"{host}/a/b:1.0"],
+            ["tag", f"{host}/a/b:1.0", f"{host}/c/d:2"],
+            ["push", f"{host}/c/d:2"],
+            ["rmi", f"{host}/c/d:2", f"{host}/a/b:1.0"],
+            ["pull", f"{host}/c/d:2"],
+        ):
+            result = docker(*args)
+            assert result.returncode == 0, (args, result.stderr)
+        assert docker("logout", host).returncode == 0
+        assert docker("rmi", f"{host}/c/d:2").returncode == 0
+        refused = docker("pull", f"{host}/c/d:2")
+        assert refused.returncode != 0
+        assert "no basic auth credentials" in refused.stderr or "unauthorized" in refused.stderr, (
+            refused.stderr
+        )
+    finally:
+        daemon.stop()
+        process.stop()
