@@ -28,6 +28,7 @@ from txregistry.registry import IRegistry, Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
 from txregistry.web import (
     Context,
+    Guard,
     RegistryChannel,
     RegistryResource,
     RootResource,
@@ -35,7 +36,6 @@ from txregistry.web import (
     behindTLS,
     contextFactory,
 )
-from txregistry.web.context import Guard
 
 if TYPE_CHECKING:
     from txregistry.proxy import PullThroughCache

@@ -3,13 +3,14 @@ The registry's HTTP API as C{twisted.web} resources.
 """
 
 from txregistry.web.channel import RegistryChannel
-from txregistry.web.context import Context
+from txregistry.web.context import Context, Guard
 from txregistry.web.request import RegistryRequest, SiteRequest
 from txregistry.web.router import RegistryResource, RootResource
 from txregistry.web.tls import behindTLS, contextFactory
 
 __all__ = [
     "Context",
+    "Guard",
     "RegistryChannel",
     "RegistryRequest",
     "RegistryResource",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.web.server import Request
 
-from txregistry.web.context import Context
+from txregistry.auth import CATALOG, Access
 from txregistry.web.pagination import paginate
 from txregistry.web.responses import Endpoint, writeJSON
 
@@ -15,9 +15,7 @@ MAX_ENTRIES = 1000
 
 
 class CatalogEndpoint(Endpoint):
-    def __init__(self, context: Context) -> None:
-        super().__init__()
-        self.context = context
+    access = (Access(CATALOG),)
 
     async def get(self, request: Request) -> None:
         names = await self.context.registry.catalog()

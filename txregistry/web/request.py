@@ -180,6 +180,10 @@ class RegistryRequest(Request):
         self._dispatch(command, target, version)
 
     def _dispatch(self, command: bytes, target: bytes, version: bytes) -> None:
+        if target[:1] == b"/":
+            # Origin form, nearly always: nothing to look at.
+            super().requestReceived(command, target, version)
+            return
         path, authority = originForm(target)
         if authority is not None and isHost(authority):
             # The target's authority is where the client meant to go.

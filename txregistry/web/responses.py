@@ -108,6 +108,10 @@ class Endpoint(Resource):
     isLeaf = True
     _methods: list[str] | None = None
 
+    def __init__(self, context: Context) -> None:
+        super().__init__()
+        self.context = context
+
     @classmethod
     def methods(cls) -> list[str]:
         allowed = cls.__dict__.get("_methods")
@@ -116,9 +120,6 @@ class Endpoint(Resource):
             cls._methods = allowed
         return allowed
 
-    #: The registry's context, and its guard; an endpoint without one is
-    #: not guarded.
-    context: Context
     #: What every request here needs (none: that it is authenticated).
     access: Sequence[Access] = ()
 
@@ -126,8 +127,7 @@ class Endpoint(Resource):
         # Every route passes here: nothing is read or done for a request
         # before its guard lets it through.
         method = request.method.decode("ascii", "replace").upper()
-        context: Context | None = getattr(self, "context", None)
-        guard = context.guard if context is not None else None
+        guard = self.context.guard
         if guard is None:
             self.serve(request, method)
             return NOT_DONE_YET
@@ -199,8 +199,7 @@ class RepositoryEndpoint(Endpoint):
     deleting = DELETE
 
     def __init__(self, context: Context, name: str, reference: str = "") -> None:
-        super().__init__()
-        self.context = context
+        super().__init__(context)
         self.name = name
         self.reference = reference
 

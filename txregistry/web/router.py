@@ -17,7 +17,6 @@ import attrs
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from txregistry.auth import CATALOG, PUSH, Access
 from txregistry.errors import RegistryError
 from txregistry.reference import checkName
 from txregistry.registry import IRegistry
@@ -27,7 +26,7 @@ from txregistry.web.catalog import CatalogEndpoint
 from txregistry.web.context import Context
 from txregistry.web.manifests import ManifestEndpoint
 from txregistry.web.referrers import ReferrersEndpoint
-from txregistry.web.responses import Endpoint, RepositoryEndpoint, writeError
+from txregistry.web.responses import Endpoint, writeError
 from txregistry.web.tags import TagsEndpoint
 from txregistry.web.uploads import StartUploadEndpoint, UploadEndpoint
 
@@ -38,17 +37,15 @@ class ErrorEndpoint(Endpoint):
     through (an anonymous client learns nothing but that it must log in).
     """
 
-    def __init__(self, error: RegistryError, context: Context | None = None) -> None:
-        super().__init__()
+    def __init__(self, error: RegistryError, context: Context) -> None:
+        super().__init__(context)
         self.error = error
-        if context is not None:
-            self.context = context
 
     def serve(self, request: Request, method: str) -> None:
         writeError(request, self.error)
 
 
-def notFound(path: str, context: Context | None = None) -> ErrorEndpoint:
+def notFound(path: str, context: Context) -> ErrorEndpoint:
     error = RegistryError("UNSUPPORTED", "no such endpoint", {"path": path}, status=404)
     return ErrorEndpoint(error, context)
 
@@ -105,13 +102,9 @@ def route(context: Context, segments: Sequence[str]) -> Resource:
     """
     segments = list(segments)
     if segments in ([], [""]):
-        base = BaseEndpoint()
-        base.context = context
-        return base
+        return BaseEndpoint(context)
     if segments == ["_catalog"]:
-        catalog = CatalogEndpoint(context)
-        catalog.access = (Access(CATALOG),)
-        return catalog
+        return CatalogEndpoint(context)
     matched = _match(segments)
     if matched is None:
         return notFound("/v2/" + "/".join(segments), context)
@@ -121,12 +114,9 @@ def route(context: Context, segments: Sequence[str]) -> Resource:
     except RegistryError as e:
         return ErrorEndpoint(e, context)
     if kind == "uploads":
-        uploads: RepositoryEndpoint = (
-            UploadEndpoint(context, name, reference) if reference else StartUploadEndpoint(context, name)
-        )
-        # Cancelling an upload is part of a push, not a delete.
-        uploads.deleting = PUSH
-        return uploads
+        if reference:
+            return UploadEndpoint(context, name, reference)
+        return StartUploadEndpoint(context, name)
     if kind == "tags":
         return TagsEndpoint(context, name)
     return _BY_REFERENCE[kind](context, name, reference)

@@ -10,6 +10,7 @@ import re
 
 from twisted.web.server import Request
 
+from txregistry.auth import PUSH
 from txregistry.errors import RegistryError
 from txregistry.reference import Digest, checkName
 from txregistry.registry import UploadStatus
@@ -48,6 +49,9 @@ def parseContentRange(request: Request) -> int | None:
 
 
 class _Uploads(RepositoryEndpoint):
+    # Cancelling an upload is part of a push, not a delete.
+    deleting = PUSH
+
     def _location(self, request: Request, uuid: str) -> str:
         return self.context.url(request, f"/v2/{self.name}/blobs/uploads/{uuid}")
 
