@@ -399,14 +399,22 @@ def skopeo(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-@pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed (apt-get install skopeo)")
-def test_skopeo_with_credentials(tmp_path: Any, users: str) -> None:
-    config = os.path.join(str(tmp_path), "config.yml")
-    store = os.path.join(str(tmp_path), "store")
+def htpasswdProcess(directory: str, users: str) -> RegistryProcess:
+    """
+    A registry in a process of its own, behind the htpasswd file C{users}.
+    """
+    config = os.path.join(directory, "config.yml")
+    store = os.path.join(directory, "store")
     with open(config, "w") as f:
         f.write(configText(store, users))
     process = RegistryProcess(store, config)
     process.start()
+    return process
+
+
+@pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed (apt-get install skopeo)")
+def test_skopeo_with_credentials(tmp_path: Any, users: str) -> None:
+    process = htpasswdProcess(str(tmp_path), users)
     try:
         source = os.path.join(str(tmp_path), "layout")
         makeLayout(source, "1.0")
@@ -466,12 +474,7 @@ async def test_anonymous_push_changes_nothing(guarded: Client) -> None:
     DOCKERD is None or DOCKER is None, reason="dockerd is not installed (apt-get install docker.io)"
 )
 def test_docker_login_push_pull(tmp_path: Any, users: str) -> None:
-    config = os.path.join(str(tmp_path), "config.yml")
-    store = os.path.join(str(tmp_path), "store")
-    with open(config, "w") as f:
-        f.write(configText(store, users))
-    process = RegistryProcess(store, config)
-    process.start()
+    process = htpasswdProcess(str(tmp_path), users)
     host = f"127.0.0.1:{process.port}"
     os.makedirs(os.path.join(str(tmp_path), "docker"))
     daemon = Dockerd(os.path.join(str(tmp_path), "docker"), f"http://{host}")

@@ -23,9 +23,9 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txregistry.auth.flight import SingleFlight
 from txregistry.auth.interfaces import ANONYMOUS, Access, IAuthenticator, Identity
 from txregistry.errors import RegistryError
+from txregistry.flight import SingleFlight
 from txregistry.logging import logger
 
 log = logger(__name__)

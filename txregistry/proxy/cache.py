@@ -18,10 +18,10 @@ from zope.interface import implementer
 
 from txregistry.config import Proxy
 from txregistry.errors import RegistryError
+from txregistry.flight import SingleFlight
 from txregistry.logging import logger
 from txregistry.manifest import MAX_MANIFEST_SIZE, Descriptor, Manifest, parseManifest, storedMediaType
 from txregistry.proxy.download import BlobDownload, DownloadFailed
-from txregistry.proxy.flight import SingleFlight
 from txregistry.proxy.metrics import ProxyMetrics
 from txregistry.proxy.route import Route
 from txregistry.proxy.upstream import (
