@@ -209,18 +209,19 @@ def test_bad_configurations(text: str, message: str) -> None:
         (
             "auth:\n  token:\n    realm: https://auth.example.test/token\n",
             {},
-            "auth.token: only auth.htpasswd",
+            "auth.token.service: required",
         ),
-        ("auth: silly\n", {}, "auth.silly: only auth.htpasswd"),
+        ("auth:\n  token:\n    realm: r\n    service: s\n", {}, "auth.token.issuer: required"),
+        ("auth: silly\n", {}, "auth.silly: not supported"),
         # A kind beside an empty or null key is still a kind.
-        ("auth:\n  ~: {}\n  htpasswd:\n    realm: r\n    path: p\n", {}, "auth.None: only auth.htpasswd"),
-        ('auth:\n  "": {}\n', {}, "auth.'': only auth.htpasswd"),
-        ("auth:\n  htpasswd:\n    path: p\n  silly: {}\n", {}, "auth.silly: only auth.htpasswd"),
+        ("auth:\n  ~: {}\n  htpasswd:\n    realm: r\n    path: p\n", {}, "auth.None: not supported"),
+        ('auth:\n  "": {}\n', {}, "auth.'': not supported"),
+        ("auth:\n  htpasswd:\n    path: p\n  silly: {}\n", {}, "auth.silly: not supported"),
         ("", {"REGISTRY_AUTH_HTPASSWD_REALM": "basic-realm"}, "auth.htpasswd.path: required"),
         ("auth:\n  htpasswd:\n    path: p\n", {}, "auth.htpasswd.realm: required"),
         ("auth:\n  htpasswd:\n", {}, "auth.htpasswd.realm: required"),
-        ("", {"REGISTRY_AUTH": "silly"}, "auth.silly: only auth.htpasswd"),
-        ("auth: silly\n", {"REGISTRY_AUTH_SILLY_REALM": "r"}, "auth.silly: only auth.htpasswd"),
+        ("", {"REGISTRY_AUTH": "silly"}, "auth.silly: not supported"),
+        ("auth: silly\n", {"REGISTRY_AUTH_SILLY_REALM": "r"}, "auth.silly: not supported"),
     ],
 )
 def test_security_we_lack_stops_start_up(text: str, environ: dict[str, str], message: str) -> None:

@@ -131,7 +131,7 @@ def cannotStart(tmp: str, case: str) -> tuple[list[str], dict[str, str], str]:
         "auth-from-the-environment": (
             [],
             {"REGISTRY_AUTH_TOKEN_REALM": "https://auth.example.test/token"},
-            "txregistry: auth.token: only auth.htpasswd is supported; refusing to start an open registry",
+            "txregistry: auth.token.service: required; refusing to start an open registry",
         ),
         "htpasswd-missing": (
             [htpasswdConfig(tmp, "missing", None)],

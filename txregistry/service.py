@@ -21,8 +21,18 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorThreads, IReac
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from txregistry.auth import AuthenticatedAccess, HtpasswdAuthenticator, HtpasswdError
-from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory
+from txregistry.auth import (
+    ALGORITHMS,
+    AuthenticatedAccess,
+    HtpasswdAuthenticator,
+    HtpasswdError,
+    RuleAccess,
+    TokenAccess,
+    TokenAuthenticator,
+    TokenConfigError,
+    readTrust,
+)
+from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
 from txregistry.logging import logger, setLevel
 from txregistry.registry import IRegistry, Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
@@ -158,16 +168,25 @@ def guardOf(config: Config) -> Guard | None:
     The htpasswd file is read here, so that one that cannot be used stops
     start-up.
     """
-    if config.auth is None:
+    auth = config.auth
+    clock = cast(IReactorTime, reactor)
+    if auth is None:
         return None
+    if isinstance(auth, Token):
+        try:
+            trust = readTrust(auth.rootCertBundle, auth.jwks)
+            authenticator = TokenAuthenticator(
+                auth.realm, auth.service, auth.issuer, trust, clock, auth.algorithms or ALGORITHMS
+            )
+        except TokenConfigError as e:
+            raise ConfigError(f"auth.token: {e}") from None
+        return Guard(authenticator, TokenAccess())
     try:
-        threads = cast(IReactorThreads, reactor)
-        authenticator = HtpasswdAuthenticator(
-            config.auth.path, config.auth.realm, threads, cast(IReactorTime, reactor)
-        )
+        htpasswd = HtpasswdAuthenticator(auth.path, auth.realm, cast(IReactorThreads, reactor), clock)
     except HtpasswdError as e:
         raise ConfigError(f"auth.htpasswd.path: {e}") from None
-    return Guard(authenticator, AuthenticatedAccess())
+    policy = AuthenticatedAccess() if config.access is None else RuleAccess(config.access)
+    return Guard(htpasswd, policy)
 
 
 class _Site(Site):

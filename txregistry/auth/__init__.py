@@ -2,6 +2,7 @@
 Authentication and access: who a client is, and what it may do.
 """
 
+from txregistry.auth.access import RuleAccess, globPattern
 from txregistry.auth.htpasswd import HtpasswdAuthenticator, HtpasswdError, parseHtpasswd, readHtpasswd
 from txregistry.auth.interfaces import (
     ANONYMOUS,
@@ -10,13 +11,25 @@ from txregistry.auth.interfaces import (
     PULL,
     PUSH,
     Access,
+    Grants,
     IAccessPolicy,
     IAuthenticator,
     Identity,
 )
 from txregistry.auth.policy import AuthenticatedAccess
+from txregistry.auth.remembered import Remembered
+from txregistry.auth.token import (
+    ALGORITHMS,
+    TokenAccess,
+    TokenAuthenticator,
+    TokenConfigError,
+    Trust,
+    keyIDs,
+    readTrust,
+)
 
 __all__ = [
+    "ALGORITHMS",
     "ANONYMOUS",
     "CATALOG",
     "DELETE",
@@ -24,11 +37,21 @@ __all__ = [
     "PUSH",
     "Access",
     "AuthenticatedAccess",
+    "Grants",
     "HtpasswdAuthenticator",
     "HtpasswdError",
     "IAccessPolicy",
     "IAuthenticator",
     "Identity",
+    "Remembered",
+    "RuleAccess",
+    "TokenAccess",
+    "TokenAuthenticator",
+    "TokenConfigError",
+    "Trust",
+    "globPattern",
+    "keyIDs",
     "parseHtpasswd",
     "readHtpasswd",
+    "readTrust",
 ]

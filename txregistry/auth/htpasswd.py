@@ -12,10 +12,8 @@ import hmac
 import os
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-import attrs
 import bcrypt
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
@@ -23,7 +21,9 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txregistry.auth.challenges import basic
 from txregistry.auth.interfaces import ANONYMOUS, Access, IAuthenticator, Identity
+from txregistry.auth.remembered import Remembered
 from txregistry.errors import RegistryError
 from txregistry.flight import SingleFlight
 from txregistry.logging import logger
@@ -90,38 +90,6 @@ def readHtpasswd(path: str) -> tuple[tuple[int, int, int, int], dict[str, bytes]
     return stamp, parseHtpasswd(content, path)
 
 
-@attrs.define
-class _Verified:
-    """
-    Credentials that checked out, as keyed hashes, for a bounded time and
-    count.
-    """
-
-    clock: IReactorTime
-    lifetime: float
-    size: int
-    _entries: OrderedDict[bytes, float] = attrs.field(factory=OrderedDict)
-
-    def __contains__(self, key: bytes) -> bool:
-        expiry = self._entries.get(key)
-        if expiry is None:
-            return False
-        if expiry <= self.clock.seconds():
-            del self._entries[key]
-            return False
-        self._entries.move_to_end(key)
-        return True
-
-    def add(self, key: bytes) -> None:
-        self._entries[key] = self.clock.seconds() + self.lifetime
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 @implementer(IAuthenticator)
 class HtpasswdAuthenticator:
     """
@@ -150,7 +118,7 @@ class HtpasswdAuthenticator:
         self._clock = clock
         self._checkPassword = checkPassword
         self._key = secrets.token_bytes(32)
-        self._verified = _Verified(clock, lifetime, size)
+        self._verified: Remembered[bytes, bool] = Remembered(clock, lifetime, size)
         self._checks = DeferredSemaphore(concurrency)
         self._flight: SingleFlight[bool] = SingleFlight()
         self._stamp, self._users = readHtpasswd(path)
@@ -158,14 +126,14 @@ class HtpasswdAuthenticator:
         self._looking = False
 
     def challenge(self, needs: Sequence[Access]) -> RegistryError:
-        realm = self.realm.replace("\\", "\\\\").replace('"', '\\"')
         return RegistryError(
-            "UNAUTHORIZED",
-            "authentication required",
-            headers={"WWW-Authenticate": f'Basic realm="{realm}"'},
+            "UNAUTHORIZED", "authentication required", headers={"WWW-Authenticate": basic(self.realm)}
         )
 
-    def authenticate(self, authorization: bytes | None) -> Deferred[Identity]:
+    def refusal(self, identity: Identity, needs: Sequence[Access]) -> RegistryError:
+        return RegistryError("DENIED", "requested access to the resource is denied")
+
+    def authenticate(self, authorization: bytes | None, needs: Sequence[Access] = ()) -> Deferred[Identity]:
         return Deferred.fromCoroutine(self._authenticate(authorization))
 
     async def _authenticate(self, authorization: bytes | None) -> Identity:
@@ -177,14 +145,14 @@ class HtpasswdAuthenticator:
             raise self.challenge(())
         user, password = credentials
         key = hmac.new(self._key, user.encode() + b":" + password, hashlib.sha256).digest()
-        if key not in self._verified:
+        if self._verified.get(key) is None:
             users = self._users
             if not await self._flight.run(key, lambda: self._check(users, user, password)):
                 raise self.challenge(())
             # Not if the file changed while bcrypt ran: then it said so of
             # a hash that may be gone.
             if users is self._users:
-                self._verified.add(key)
+                self._verified.put(key, True)
         return Identity(user)
 
     def _credentials(self, authorization: bytes) -> tuple[str, bytes] | None:

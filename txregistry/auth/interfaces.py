@@ -1,7 +1,7 @@
 """
 Who a client is, and what it may do: the two questions every request's
-guard (C{web/}) asks before any handler runs. htpasswd answers them here;
-token auth and access rules are other providers of the same interfaces.
+guard (C{web/}) asks before any handler runs. htpasswd and token auth
+say who; access rules, or a token's own claims, say what they may do.
 """
 
 from __future__ import annotations
@@ -18,13 +18,20 @@ from txregistry.errors import RegistryError
 PULL, PUSH, DELETE, CATALOG = "pull", "push", "delete", "catalog"
 
 
+#: What a token grants: (type, name, action) triples, as its C{access}
+#: claim lists them (C{("repository", "a/b", "pull")}).
+Grants = frozenset[tuple[str, str, str]]
+
+
 @attrs.frozen
 class Identity:
     """
-    Who a client is: a user's name, or C{None} for an anonymous client.
+    Who a client is: a user's name, or C{None} for an anonymous client;
+    and, for a token's bearer, what the token grants.
     """
 
     name: str | None = None
+    grants: Grants = frozenset()
 
     @property
     def anonymous(self) -> bool:
@@ -38,7 +45,8 @@ ANONYMOUS = Identity()
 class Access:
     """
     An action a request needs: C{pull}, C{push} or C{delete} on
-    C{repository}, or C{catalog} (with no repository).
+    C{repository}; or C{catalog}: listing the catalog at all (with no
+    repository), or seeing C{repository} in it.
     """
 
     action: str
@@ -46,15 +54,16 @@ class Access:
 
 
 class IAuthenticator(Interface):
-    def authenticate(authorization: bytes | None) -> Deferred[Identity]:
+    def authenticate(authorization: bytes | None, needs: Sequence[Access]) -> Deferred[Identity]:
         """
         Who the client that sent a request is, from the value of its
         C{Authorization} header (C{None} without one: L{ANONYMOUS}).
 
         Fails with a L{RegistryError} C{UNAUTHORIZED} carrying the
-        C{WWW-Authenticate} challenge if the header is there but does not
-        prove an identity (malformed, unknown user, wrong password). Never
-        blocks the reactor: slow checks run in threads, bounded in number.
+        C{WWW-Authenticate} challenge for C{needs} if the header is there
+        but does not prove an identity (malformed, unknown user, wrong
+        password, a token that does not verify). Never blocks the reactor:
+        slow checks run in threads, bounded in number.
         """
 
     def challenge(needs: Sequence[Access]) -> RegistryError:
@@ -62,6 +71,13 @@ class IAuthenticator(Interface):
         The C{UNAUTHORIZED} error, with its C{WWW-Authenticate} challenge,
         for an anonymous client whose request needs C{needs} (empty: any
         authenticated identity).
+        """
+
+    def refusal(identity: Identity, needs: Sequence[Access]) -> RegistryError:
+        """
+        The error for C{identity}, not anonymous, whose request needs
+        C{needs} that it may not do: C{DENIED}, or for a token, the
+        challenge to come back with a wider one.
         """
 
 

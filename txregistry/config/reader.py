@@ -31,6 +31,8 @@ from txregistry.config.schema import (
     HTTP,
     S3,
     TLS,
+    AccessRule,
+    AccessRules,
     Config,
     ConfigError,
     Filesystem,
@@ -39,6 +41,7 @@ from txregistry.config.schema import (
     Log,
     Proxy,
     Storage,
+    Token,
     UploadPurging,
     Upstream,
 )
@@ -129,10 +132,18 @@ _KIND_NAMES = {
 }
 
 
-def _auth(reader: _Reader) -> Htpasswd | None:
+_AUTH_KINDS = ("htpasswd", "token")
+_TOKEN_KEYS = ("realm", "service", "issuer", "rootcertbundle", "jwks", "signingalgorithms")
+_ACTIONS = ("pull", "push", "delete")
+_RULE_KEYS = ("repositories", "actions", "users", "groups", "authenticated", "anonymous")
+_GLOB = re.compile(r"[a-z0-9._/*?-]+")
+
+
+def _auth(reader: _Reader) -> Htpasswd | Token | None:
     """
-    registry:2's C{auth.htpasswd}; any other kind stops start-up rather
-    than leave the registry more open than the configuration asks.
+    C{auth.htpasswd} or C{auth.token}. Any other kind, or a key of theirs
+    we do not act on, stops start-up rather than leave the registry more
+    open than the configuration asks.
     """
     auth = reader.get("auth", (dict, str))
     if not auth:
@@ -140,18 +151,113 @@ def _auth(reader: _Reader) -> Htpasswd | None:
     # Any key at all (an empty or null one beside htpasswd, too): closed
     # on doubt.
     kinds = list(auth) if isinstance(auth, dict) else [auth]
-    others = [k for k in kinds if k != "htpasswd"]
+    others = [k for k in kinds if k not in (*_AUTH_KINDS, "access")]
     if others:
         kind = next((k for k in others if isinstance(k, str) and k), repr(others[0]))
-        raise ConfigError(f"auth.{kind}: only auth.htpasswd is supported; refusing to start an open registry")
+        raise ConfigError(
+            f"auth.{kind}: not supported (auth.htpasswd or auth.token); refusing to start an open registry"
+        )
+    chosen = [k for k in kinds if k in _AUTH_KINDS]
+    if len(chosen) != 1:
+        raise ConfigError("auth: give auth.htpasswd or auth.token, not both; refusing to start")
+    if chosen[0] == "token":
+        return _token(reader)
     reader.get("auth.htpasswd", dict)
-    settings = {}
-    for key in ("realm", "path"):
-        value = reader.get(f"auth.htpasswd.{key}", str)
-        if not value:
-            raise ConfigError(f"auth.htpasswd.{key}: required; refusing to start an open registry")
-        settings[key] = value
-    return Htpasswd(realm=settings["realm"], path=settings["path"])
+    return Htpasswd(
+        realm=_required(reader, "auth.htpasswd.realm"), path=_required(reader, "auth.htpasswd.path")
+    )
+
+
+def _required(reader: _Reader, key: str) -> str:
+    value = reader.get(key, str)
+    if not value:
+        raise ConfigError(f"{key}: required; refusing to start an open registry")
+    return str(value)
+
+
+def _token(reader: _Reader) -> Token:
+    section = reader.get("auth.token", dict) or {}
+    for name in section:
+        if name in ("autoredirect", "autoredirectpath"):
+            raise ConfigError(f"auth.token.{name}: not supported; give auth.token.realm in full")
+        if name not in _TOKEN_KEYS:
+            raise ConfigError(f"auth.token.{name}: unknown key (known: {', '.join(_TOKEN_KEYS)})")
+    algorithms = reader.get("auth.token.signingalgorithms", list, [])
+    if not all(isinstance(a, str) for a in algorithms):
+        raise ConfigError("auth.token.signingalgorithms: expected a list of algorithm names")
+    return Token(
+        realm=_required(reader, "auth.token.realm"),
+        service=_required(reader, "auth.token.service"),
+        issuer=_required(reader, "auth.token.issuer"),
+        rootCertBundle=reader.get("auth.token.rootcertbundle", str) or None,
+        jwks=reader.get("auth.token.jwks", str) or None,
+        algorithms=tuple(algorithms),
+    )
+
+
+def _access(reader: _Reader, auth: Htpasswd | Token | None) -> AccessRules | None:
+    """
+    C{auth.access}, ours: grants to htpasswd users. A key it does not know
+    stops start-up, since a misspelt one would grant other than meant.
+    """
+    section = reader.get("auth.access", dict)
+    if section is None:
+        return None
+    if not isinstance(auth, Htpasswd):
+        raise ConfigError(
+            "auth.access: works with auth.htpasswd users (a token's own access claims say what it grants)"
+        )
+    for name in section:
+        if name not in ("groups", "rules"):
+            raise ConfigError(f"auth.access.{name}: unknown key (known: groups, rules)")
+    groups: dict[str, tuple[str, ...]] = {}
+    for group, members in (reader.get("auth.access.groups", dict) or {}).items():
+        groups[str(group)] = _names(f"auth.access.groups.{group}", members)
+    rules = reader.get("auth.access.rules", list)
+    if not rules:
+        raise ConfigError("auth.access.rules: a list of rules is required (see the README)")
+    parsed = tuple(_rule(f"auth.access.rules[{i}]", rule, groups) for i, rule in enumerate(rules))
+    return AccessRules(parsed, groups)
+
+
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _rule(key: str, rule: Any, groups: Mapping[str, tuple[str, ...]]) -> AccessRule:
+    if not isinstance(rule, dict):
+        raise ConfigError(f"{key}: expected a mapping (repositories, actions, and who), got {rule!r}")
+    for name in rule:
+        if name not in _RULE_KEYS:
+            raise ConfigError(f"{key}.{name}: unknown key (known: {', '.join(_RULE_KEYS)})")
+    repositories = _names(f"{key}.repositories", rule.get("repositories"))
+    for glob in repositories:
+        if not _GLOB.fullmatch(glob):
+            raise ConfigError(
+                f"{key}.repositories: {glob!r} is not a glob of repository names (a-z 0-9 . _ - / * ?)"
+            )
+    actions = set(_names(f"{key}.actions", rule.get("actions")))
+    for action in actions:
+        if action not in _ACTIONS:
+            raise ConfigError(f"{key}.actions: {action!r} is not one of {', '.join(_ACTIONS)}")
+    if "push" in actions:
+        actions.add("pull")
+    users = _names(f"{key}.users", rule.get("users", []))
+    members = _names(f"{key}.groups", rule.get("groups", []))
+    for group in members:
+        if group not in groups:
+            raise ConfigError(f"{key}.groups: no group {group!r} in auth.access.groups")
+    flags = {}
+    for flag in ("authenticated", "anonymous"):
+        value = rule.get(flag, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}.{flag}: expected true or false, got {value!r}")
+        flags[flag] = value
+    if not (users or members or flags["authenticated"] or flags["anonymous"]):
+        raise ConfigError(f"{key}: grants to nobody (give users, groups, authenticated or anonymous)")
+    return AccessRule(repositories, frozenset(actions), users, members, **flags)
 
 
 _TLS_KEYS = ("certificate", "key", "clientcas", "minimumtls", "ciphersuites")
@@ -477,7 +583,12 @@ def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError(f"version: only version 0.1 is known, got {version!r}")
     auth = _auth(reader)
     config = Config(
-        storage=_storage(reader), http=_http(reader), log=_log(reader), proxy=_proxy(reader), auth=auth
+        storage=_storage(reader),
+        http=_http(reader),
+        log=_log(reader),
+        proxy=_proxy(reader),
+        auth=auth,
+        access=_access(reader, auth),
     )
     return attrs.evolve(config, warnings=tuple(reader.warning(key) for key in reader.unknown()))
 

@@ -135,6 +135,58 @@ class Htpasswd:
 
 
 @attrs.frozen
+class Token:
+    """
+    registry:2's C{auth.token}: Bearer tokens from an authorization server
+    (the Docker token protocol), checked against the certificates of
+    C{rootCertBundle} and the keys of C{jwks}.
+    """
+
+    #: Where clients get tokens.
+    realm: str
+    #: The token's audience (C{aud}), and the C{service} clients ask for.
+    service: str
+    #: The token's C{iss}.
+    issuer: str
+    rootCertBundle: str | None = None
+    jwks: str | None = None
+    #: C{signingalgorithms}; empty for every asymmetric algorithm.
+    algorithms: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class AccessRule:
+    """
+    One grant of C{auth.access}: C{actions} on the repositories matching
+    any of C{repositories}, to whoever the rest names.
+    """
+
+    #: Globs of repository names: C{*} within a path component, C{**}
+    #: across them.
+    repositories: tuple[str, ...]
+    #: Of C{pull}, C{push}, C{delete}; C{push} includes C{pull}.
+    actions: frozenset[str]
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    #: Every user the authenticator knows.
+    authenticated: bool = False
+    #: Every client, signed in or not.
+    anonymous: bool = False
+
+
+@attrs.frozen
+class AccessRules:
+    """
+    C{auth.access}: who may do what, as grants that add up; what no rule
+    grants is refused.
+    """
+
+    rules: tuple[AccessRule, ...]
+    #: Named sets of users, for rules to grant to at once.
+    groups: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+
+
+@attrs.frozen
 class HTTP:
     #: Twisted endpoint description strings to listen on.
     listen: tuple[str, ...] = ("tcp:5000",)
@@ -205,7 +257,9 @@ class Config:
     http: HTTP = HTTP()
     log: Log = Log()
     proxy: Proxy | None = None
-    #: Who may do what; C{None} for an open registry.
-    auth: Htpasswd | None = None
+    #: Who clients are; C{None} for an open registry.
+    auth: Htpasswd | Token | None = None
+    #: What htpasswd users may do; C{None}: everything, once signed in.
+    access: AccessRules | None = None
     #: One line for each key given that is not supported (yet).
     warnings: tuple[str, ...] = ()

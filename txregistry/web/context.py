@@ -31,12 +31,12 @@ class Guard:
         (none: any authenticated identity may); otherwise fails with
         C{UNAUTHORIZED} for an anonymous client, C{DENIED} for another.
         """
-        identity = await self.authenticator.authenticate(request.getHeader(b"authorization"))
+        identity = await self.authenticator.authenticate(request.getHeader(b"authorization"), needs)
         allowed = all(self.policy.allows(identity, access) for access in needs)
         if identity.anonymous and (not allowed or not needs):
             raise self.authenticator.challenge(needs)
         if not allowed:
-            raise RegistryError("DENIED", "requested access to the resource is denied")
+            raise self.authenticator.refusal(identity, needs)
         return identity
 
 

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from txregistry.auth import DELETE, PULL, PUSH, Access
+from txregistry.auth import ANONYMOUS, DELETE, PULL, PUSH, Access, Identity
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
 from txregistry.pump import Overflow
@@ -122,6 +122,8 @@ class Endpoint(Resource):
 
     #: What every request here needs (none: that it is authenticated).
     access: Sequence[Access] = ()
+    #: Who the guard let through.
+    identity: Identity = ANONYMOUS
 
     def render(self, request: Request) -> Any:
         # Every route passes here: nothing is read or done for a request
@@ -132,7 +134,7 @@ class Endpoint(Resource):
             self.serve(request, method)
             return NOT_DONE_YET
         d = Deferred.fromCoroutine(guard.check(request, self.needs(request, method)))
-        d.addCallbacks(lambda _: self._passed(request, method), self._failed, errbackArgs=(request,))
+        d.addCallbacks(self._passed, self._failed, callbackArgs=(request, method), errbackArgs=(request,))
         return NOT_DONE_YET
 
     def needs(self, request: Request, method: str) -> Sequence[Access]:
@@ -142,9 +144,10 @@ class Endpoint(Resource):
         """
         return self.access
 
-    def _passed(self, request: Request, method: str) -> None:
+    def _passed(self, identity: Identity, request: Request, method: str) -> None:
         if request.channel is None or request.finished:
             return
+        self.identity = identity
         self.serve(request, method)
 
     def serve(self, request: Request, method: str) -> None:
@@ -208,7 +211,10 @@ class RepositoryEndpoint(Endpoint):
             return (Access(PULL, self.name),)
         if method == "DELETE":
             return (Access(self.deleting, self.name),)
-        needs = [Access(PUSH, self.name)]
+        # As registry:2 asks: a client that writes reads too (which layers
+        # are there already, what it wrote), and token servers grant the
+        # two together.
+        needs = [Access(PULL, self.name), Access(PUSH, self.name)]
         source = query(request, "from")
         if method == "POST" and source is not None and query(request, "mount") is not None:
             # A mount reads the source: pull on it, if it is a name at all
