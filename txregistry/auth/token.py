@@ -97,16 +97,18 @@ def keyIDs(key: Any) -> list[str]:
     der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     libtrust = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
     ids = [":".join(libtrust[i : i + 4] for i in range(0, len(libtrust), 4))]
-    members = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
-    for algorithm in (jwt.algorithms.RSAAlgorithm, jwt.algorithms.ECAlgorithm, jwt.algorithms.OKPAlgorithm):
-        try:
-            jwk = algorithm.to_jwk(key, as_dict=True)
-        except (TypeError, ValueError, jwt.InvalidKeyError):
-            continue
-        required = {name: jwk[name] for name in members[jwk["kty"]]}
-        canonical = json.dumps(required, sort_keys=True, separators=(",", ":")).encode()
-        ids.append(base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).decode().rstrip("="))
-        break
+    members: tuple[str, ...]
+    if isinstance(key, RSAPublicKey):
+        jwk, members = jwt.algorithms.RSAAlgorithm.to_jwk(key, as_dict=True), ("e", "kty", "n")
+    elif isinstance(key, EllipticCurvePublicKey):
+        jwk, members = jwt.algorithms.ECAlgorithm.to_jwk(key, as_dict=True), ("crv", "kty", "x", "y")
+    elif isinstance(key, (Ed25519PublicKey, Ed448PublicKey)):
+        jwk, members = jwt.algorithms.OKPAlgorithm.to_jwk(key, as_dict=True), ("crv", "kty", "x")
+    else:
+        return ids
+    required = {name: jwk[name] for name in members}
+    canonical = json.dumps(required, sort_keys=True, separators=(",", ":")).encode()
+    ids.append(base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).decode().rstrip("="))
     return ids
 
 

@@ -137,6 +137,7 @@ _TOKEN_KEYS = ("realm", "service", "issuer", "rootcertbundle", "jwks", "signinga
 _ACTIONS = ("pull", "push", "delete")
 _RULE_KEYS = ("repositories", "actions", "users", "groups", "authenticated", "anonymous")
 _GLOB = re.compile(r"[a-z0-9._/*?-]+")
+_ACCESS_NEEDS = "works with auth.htpasswd users (a token's own access claims say what it grants)"
 
 
 def _auth(reader: _Reader) -> Htpasswd | Token | None:
@@ -158,7 +159,9 @@ def _auth(reader: _Reader) -> Htpasswd | Token | None:
             f"auth.{kind}: not supported (auth.htpasswd or auth.token); refusing to start an open registry"
         )
     chosen = [k for k in kinds if k in _AUTH_KINDS]
-    if len(chosen) != 1:
+    if not chosen:
+        raise ConfigError(f"auth.access: {_ACCESS_NEEDS}; refusing to start an open registry")
+    if len(chosen) > 1:
         raise ConfigError("auth: give auth.htpasswd or auth.token, not both; refusing to start")
     if chosen[0] == "token":
         return _token(reader)
@@ -204,9 +207,7 @@ def _access(reader: _Reader, auth: Htpasswd | Token | None) -> AccessRules | Non
     if section is None:
         return None
     if not isinstance(auth, Htpasswd):
-        raise ConfigError(
-            "auth.access: works with auth.htpasswd users (a token's own access claims say what it grants)"
-        )
+        raise ConfigError(f"auth.access: {_ACCESS_NEEDS}")
     for name in section:
         if name not in ("groups", "rules"):
             raise ConfigError(f"auth.access.{name}: unknown key (known: groups, rules)")
