@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import bcrypt
@@ -399,17 +399,25 @@ def skopeo(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def htpasswdProcess(directory: str, users: str) -> RegistryProcess:
+def processWith(directory: str, text: Callable[[str], str]) -> RegistryProcess:
     """
-    A registry in a process of its own, behind the htpasswd file C{users}.
+    A registry in a process of its own, started with the configuration
+    C{text} gives for a store in C{directory}.
     """
     config = os.path.join(directory, "config.yml")
     store = os.path.join(directory, "store")
     with open(config, "w") as f:
-        f.write(configText(store, users))
+        f.write(text(store))
     process = RegistryProcess(store, config)
     process.start()
     return process
+
+
+def htpasswdProcess(directory: str, users: str) -> RegistryProcess:
+    """
+    A registry in a process of its own, behind the htpasswd file C{users}.
+    """
+    return processWith(directory, lambda store: configText(store, users))
 
 
 @pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed (apt-get install skopeo)")
