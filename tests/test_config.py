@@ -27,6 +27,7 @@ from txregistry.config import (
     parseDuration,
     parseSize,
 )
+from txregistry.service import registryOf
 
 # Debian's docker-registry package ships this as /etc/docker/registry/config.yml,
 # REGISTRY2_OPEN with REGISTRY2_AUTH.
@@ -75,7 +76,7 @@ def test_registry2_default_file() -> None:
     assert config.http.listen == ("tcp:5000",)
     assert config.http.headers == {"X-Content-Type-Options": ("nosniff",)}
     unsupported = {w.split()[2] for w in config.warnings}
-    assert unsupported == {"log.fields", "storage.cache", "health"}
+    assert unsupported == {"log.fields", "health"}
 
 
 def test_supported_keys() -> None:
@@ -629,3 +630,35 @@ def test_htpasswd() -> None:
     config = parseConfig(REGISTRY2_DEFAULT + "proxy:\n  remoteurl: https://a.test\n", environ={})
     assert config.auth == Htpasswd(realm="basic-realm", path="/etc/docker/registry")
     assert config.proxy is not None
+
+
+def test_blob_descriptor_cache() -> None:
+    """
+    registry:2's storage.cache: inmemory is what txregistry always does,
+    with the size it is given (0, registry:2's unbounded, is our bound).
+    """
+    base = "version: 0.1\nstorage:\n  inmemory: {}\n  cache:\n"
+    config = parseConfig(base + "    blobdescriptor: inmemory\n    blobdescriptorsize: 500\n", environ={})
+    assert (config.storage.blobDescriptors, config.warnings) == (500, ())
+    config = parseConfig(base + "    blobdescriptor: inmemory\n    blobdescriptorsize: 0\n", environ={})
+    assert config.storage.blobDescriptors == Storage().blobDescriptors
+    assert parseConfig(base + "    layerinfo: inmemory\n", environ={}).warnings == ()
+    registry = registryOf(
+        parseConfig(base + "    blobdescriptor: inmemory\n    blobdescriptorsize: 7\n", environ={})
+    )
+    assert registry.blobSizes.maxBytes == 7
+
+
+@pytest.mark.parametrize(
+    "cache, message",
+    [
+        ("    blobdescriptor: redis\n", "storage.cache.blobdescriptor: redis is not supported"),
+        ("    blobdescriptor: memcached\n", "storage.cache.blobdescriptor: expected inmemory or redis"),
+        ("    blobdescriptorsize: -1\n", "storage.cache.blobdescriptorsize: must be 0 or more"),
+        ("    blobdescriptorsize: many\n", "storage.cache.blobdescriptorsize: expected an integer"),
+    ],
+)
+def test_blob_descriptor_caches_we_lack(cache: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parseConfig("version: 0.1\nstorage:\n  inmemory: {}\n  cache:\n" + cache, environ={})
+    assert str(caught.value).startswith(message), caught.value

@@ -108,6 +108,7 @@ def registryOf(config: Config, driver: IStorageDriver | None = None) -> Registry
         driver if driver is not None else storageDriver(config),
         deleteEnabled=config.storage.deleteEnabled,
         readOnly=config.storage.readOnly,
+        blobDescriptors=config.storage.blobDescriptors,
     )
 
 

@@ -362,7 +362,29 @@ def _storage(reader: _Reader) -> Storage:
         deleteEnabled=reader.get("storage.delete.enabled", bool, settings.deleteEnabled),
         readOnly=reader.get("storage.maintenance.readonly.enabled", bool, settings.readOnly),
         uploadPurging=purging,
+        blobDescriptors=_blobDescriptors(reader, settings.blobDescriptors),
     )
+
+
+def _blobDescriptors(reader: _Reader, default: int) -> int:
+    """
+    registry:2's C{storage.cache}: C{inmemory} is what txregistry always
+    does (blob sizes kept in memory, bounded); C{redis} is not offered.
+    """
+    reader.get("storage.cache", dict)
+    kind = reader.get("storage.cache.blobdescriptor", str) or reader.get("storage.cache.layerinfo", str)
+    if kind == "redis":
+        raise ConfigError(
+            "storage.cache.blobdescriptor: redis is not supported; "
+            "use inmemory (each instance keeps its own, bounded) or leave it out"
+        )
+    if kind not in (None, "inmemory"):
+        raise ConfigError(f"storage.cache.blobdescriptor: expected inmemory or redis, got {kind!r}")
+    size = reader.get("storage.cache.blobdescriptorsize", int, 0)
+    if size < 0:
+        raise ConfigError("storage.cache.blobdescriptorsize: must be 0 or more")
+    # registry:2's 0 is no limit; here every cache has one, so 0 is ours.
+    return size or default
 
 
 def _size(reader: _Reader, key: str, default: int, minimum: int = 1) -> int:

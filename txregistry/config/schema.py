@@ -91,6 +91,9 @@ class Storage:
     deleteEnabled: bool = False
     readOnly: bool = False
     uploadPurging: UploadPurging = UploadPurging()
+    #: How many blob sizes are kept in memory (registry:2's
+    #: C{storage.cache.blobdescriptorsize}, for its C{inmemory} cache).
+    blobDescriptors: int = 100_000
 
 
 #: registry:2's TLS 1.2 cipher suites when none are named, in OpenSSL's

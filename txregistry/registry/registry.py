@@ -36,13 +36,19 @@ class Registry:
     which also forgets what the registry's caches hold of it.
     """
 
-    def __init__(self, driver: IStorageDriver, deleteEnabled: bool = False, readOnly: bool = False) -> None:
+    def __init__(
+        self,
+        driver: IStorageDriver,
+        deleteEnabled: bool = False,
+        readOnly: bool = False,
+        blobDescriptors: int = BLOB_SIZE_CACHE_ENTRIES,
+    ) -> None:
         self.driver = driver
         self.deleteEnabled = deleteEnabled
         self.readOnly = readOnly
         self.uploads = Uploads(driver)
         self.manifestCache: ContentCache[Digest, StoredManifest] = ContentCache(MANIFEST_CACHE_BYTES)
-        self.blobSizes: ContentCache[Digest, int] = ContentCache(BLOB_SIZE_CACHE_ENTRIES)
+        self.blobSizes: ContentCache[Digest, int] = ContentCache(blobDescriptors)
 
     def repository(self, name: str, namespace: str | None = None) -> Repository:
         # A registry serves one namespace: containerd's ?ns= names ours.
