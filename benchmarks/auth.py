@@ -29,13 +29,12 @@ import argparse
 import base64
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 
 import bcrypt
 
@@ -65,19 +64,12 @@ def writeUsers(directory: str, rounds: int) -> str:
     return path
 
 
-def withAuth(command: Command, users: str) -> Command:
+def withAuth(command: Callable[..., list[str]], users: str) -> Command:
     """
-    C{command} (whose last argument is bench.py's configuration file) with
-    registry:2's auth.htpasswd added to that configuration.
+    C{command} (bench.py's, which takes the configuration's extra sections)
+    with registry:2's auth.htpasswd added to its configuration.
     """
-
-    def authenticated(root: str, port: int) -> list[str]:
-        args = command(root, port)
-        with open(args[-1], "a") as f:
-            f.write(f"auth:\n  htpasswd:\n    realm: bench\n    path: {users}\n")
-        return args
-
-    return authenticated
+    return partial(command, extra=f"auth:\n  htpasswd:\n    realm: bench\n    path: {users}\n")
 
 
 class AuthClient(Client):
@@ -110,30 +102,6 @@ def pushSmall(port: int, headers: dict[str, str]) -> None:
     client.pushManifest(NAME, "latest", config, [layer])
 
 
-def rate(url: str, seconds: int, headers: dict[str, str]) -> float:
-    script = "".join(f'wrk.headers["{key}"] = "{value}"\n' for key, value in headers.items())
-    output = bench.runWrk(url, seconds, CONNECTIONS, script)
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert match, output
-    return float(match.group(1))
-
-
-def refusedRate(url: str, seconds: int) -> float:
-    """
-    Requests per second of anonymous GETs that must all be refused, which
-    bench.runWrk would count as failures.
-    """
-    args = ["taskset", "-c", str(bench.CLIENT_CORE), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", url]
-    output = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    total = re.search(r"(\d+) requests in", output)
-    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert total and match, output
-    if not refused or refused.group(1) != total.group(1):
-        raise RuntimeError(f"{url}: not every response was a refusal:\n{output}")
-    return float(match.group(1))
-
-
 def measure(name: str, command: Command, users: dict[int, str], seconds: int) -> dict[str, float]:
     """
     Every case on C{name}: a server of its own for no auth and for each cost.
@@ -150,8 +118,8 @@ def measure(name: str, command: Command, users: dict[int, str], seconds: int) ->
     server, base = serve(command, {})
     try:
         expect(server.port, MANIFEST, ACCEPT, 200)
-        figures["manifest GET, no auth"] = rate(base + MANIFEST, seconds, ACCEPT)
-        figures["GET /v2/, no auth"] = rate(base + "/v2/", seconds, {})
+        figures["manifest GET, no auth"] = bench.wrk(base + MANIFEST, seconds, ACCEPT, CONNECTIONS)
+        figures["GET /v2/, no auth"] = bench.wrk(base + "/v2/", seconds, connections=CONNECTIONS)
     finally:
         server.stop()
     for rounds, path in users.items():
@@ -160,11 +128,17 @@ def measure(name: str, command: Command, users: dict[int, str], seconds: int) ->
             authenticated = {**ACCEPT, **BASIC}
             expect(server.port, MANIFEST, ACCEPT, 401)
             expect(server.port, MANIFEST, authenticated, 200)
-            figures[f"manifest GET, Basic, cost {rounds}"] = rate(base + MANIFEST, seconds, authenticated)
+            figures[f"manifest GET, Basic, cost {rounds}"] = bench.wrk(
+                base + MANIFEST, seconds, authenticated, CONNECTIONS
+            )
             if rounds == max(users):
                 expect(server.port, "/v2/", {}, 401)
-                figures[f"GET /v2/, anonymous 401, cost {rounds}"] = refusedRate(base + "/v2/", seconds)
-                figures[f"GET /v2/, Basic, cost {rounds}"] = rate(base + "/v2/", seconds, BASIC)
+                figures[f"GET /v2/, anonymous 401, cost {rounds}"] = bench.wrk(
+                    base + "/v2/", seconds, connections=CONNECTIONS, refused=True
+                )
+                figures[f"GET /v2/, Basic, cost {rounds}"] = bench.wrk(
+                    base + "/v2/", seconds, BASIC, CONNECTIONS
+                )
         finally:
             server.stop()
     return figures
@@ -191,13 +165,7 @@ def printTable(results: dict[str, dict[str, float]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 s wrk runs instead of 10 s")
-    parser.add_argument("--no-reference", action="store_true", help="measure txregistry alone")
-    parser.add_argument(
-        "--server-python",
-        default=sys.executable,
-        help="the Python to run txregistry with (a virtualenv with it installed); default: this one",
-    )
+    bench.addCommonArguments(parser)
     arguments = parser.parse_args()
     bench.SERVER_PYTHON = arguments.server_python
     if not all(shutil.which(tool) for tool in ("wrk", "taskset")):

@@ -120,17 +120,18 @@ def filesystem(root: str) -> list[str]:
 STORAGE: Callable[[str], list[str]] = filesystem
 
 
-def configFile(root: str, port: int) -> str:
+def configFile(root: str, port: int, extra: str = "") -> str:
     """
     The one configuration both servers run with: no access log, errors
-    only, as a busy production registry would be set up.
+    only, as a busy production registry would be set up; C{extra} is YAML
+    of further sections, appended.
     """
     path = os.path.join(os.path.dirname(root), "config.yml")
     storage = "".join(f"  {line}\n" for line in STORAGE(root))
     with open(path, "w") as f:
         f.write(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-            f"storage:\n{storage}http:\n  addr: 127.0.0.1:{port}\n"
+            f"storage:\n{storage}http:\n  addr: 127.0.0.1:{port}\n{extra}"
         )
     return path
 
@@ -153,12 +154,12 @@ def s3(server: Any) -> Callable[[str], list[str]]:
 SERVER_PYTHON = sys.executable
 
 
-def txregistryCommand(root: str, port: int) -> list[str]:
-    return [SERVER_PYTHON, "-m", "txregistry.cli", "serve", configFile(root, port)]
+def txregistryCommand(root: str, port: int, extra: str = "") -> list[str]:
+    return [SERVER_PYTHON, "-m", "txregistry.cli", "serve", configFile(root, port, extra)]
 
 
-def referenceCommand(root: str, port: int) -> list[str]:
-    return [shutil.which("docker-registry") or "docker-registry", "serve", configFile(root, port)]
+def referenceCommand(root: str, port: int, extra: str = "") -> list[str]:
+    return [shutil.which("docker-registry") or "docker-registry", "serve", configFile(root, port, extra)]
 
 
 class Client:
@@ -287,7 +288,11 @@ def pullConcurrently(port: int, name: str, clients: int, seconds: int) -> float:
     return float(match.group(1)) * {"B": 1 / MiB, "KB": 1 / 1024, "MB": 1, "GB": 1024}[match.group(2)]
 
 
-def runWrk(url: str, seconds: int, connections: int, script: str) -> str:
+def runWrk(url: str, seconds: int, connections: int, script: str, refused: bool = False) -> str:
+    """
+    wrk's output; every response must succeed or, if C{refused}, every one
+    must be refused.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
         f.write(script)
         f.flush()
@@ -309,14 +314,29 @@ def runWrk(url: str, seconds: int, connections: int, script: str) -> str:
             check=True,
         )
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if errors:
+    if refused:
+        total = re.search(r"(\d+) requests in", result.stdout)
+        assert total, result.stdout
+        if not errors or errors.group(1) != total.group(1):
+            raise RuntimeError(f"{url}: not every response was a refusal:\n{result.stdout}")
+    elif errors:
         raise RuntimeError(f"{url}: {errors.group(1)} error responses")
     return result.stdout
 
 
-def wrk(url: str, seconds: int, headers: dict[str, str] | None = None) -> float:
+def wrk(
+    url: str,
+    seconds: int,
+    headers: dict[str, str] | None = None,
+    connections: int = 16,
+    refused: bool = False,
+) -> float:
+    """
+    Requests per second, as runWrk checks them.
+    """
     script = "".join(f'wrk.headers["{key}"] = "{value}"\n' for key, value in (headers or {}).items())
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output := runWrk(url, seconds, 16, script))
+    output = runWrk(url, seconds, connections, script, refused)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
     assert match, output
     return float(match.group(1))
 
@@ -375,8 +395,11 @@ def printTable(results: dict[str, dict[str, float]], width: int, decimals: int) 
         print(row)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def addCommonArguments(parser: argparse.ArgumentParser) -> None:
+    """
+    The options bench.py and auth.py both take: --quick, --no-reference and
+    --server-python.
+    """
     parser.add_argument("--quick", action="store_true", help="3 s wrk runs instead of 10 s")
     parser.add_argument("--no-reference", action="store_true", help="measure txregistry alone")
     parser.add_argument(
@@ -384,6 +407,11 @@ def main() -> None:
         default=sys.executable,
         help="the Python to run txregistry with (a virtualenv with it installed); default: this one",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    addCommonArguments(parser)
     parser.add_argument(
         "--storage",
         choices=["filesystem", "s3"],
