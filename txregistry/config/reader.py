@@ -566,6 +566,11 @@ def _proxy(reader: _Reader) -> Proxy | None:
     timeout = reader.duration("proxy.timeout", timedelta(seconds=defaults.timeout))
     if timeout <= timedelta(0):
         raise ConfigError("proxy.timeout: must be more than 0")
+    revalidateTimeout = reader.duration(
+        "proxy.revalidatetimeout", timedelta(seconds=defaults.revalidateTimeout)
+    )
+    if revalidateTimeout <= timedelta(0):
+        raise ConfigError("proxy.revalidatetimeout: must be more than 0")
     return Proxy(
         upstreams=tuple(upstreams),
         revalidate=revalidate,
@@ -573,6 +578,7 @@ def _proxy(reader: _Reader) -> Proxy | None:
         allowPush=reader.get("proxy.allowpush", bool, defaults.allowPush),
         evictionInterval=interval,
         timeout=timeout.total_seconds(),
+        revalidateTimeout=revalidateTimeout.total_seconds(),
     )
 
 

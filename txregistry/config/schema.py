@@ -230,7 +230,7 @@ class Proxy:
 
     upstreams: tuple[Upstream, ...]
     #: How long a tag is served from cache before upstream is asked again.
-    revalidate: timedelta = timedelta(seconds=60)
+    revalidate: timedelta = timedelta(seconds=10)
     #: The most bytes of blobs to keep; least recently pulled go first.
     maxSize: int | None = None
     #: Pushes to repositories that no upstream serves.
@@ -239,6 +239,9 @@ class Proxy:
     evictionInterval: timedelta = timedelta(minutes=10)
     #: Seconds to connect to an upstream, and to wait for its next bytes.
     timeout: float = 30.0
+    #: Seconds a cached tag's revalidation may take before the cached
+    #: copy is served instead.
+    revalidateTimeout: float = 3.0
 
     @property
     def default(self) -> Upstream | None:
