@@ -291,6 +291,7 @@ class UpstreamClient:
         path: str,
         headers: dict[str, str] | None = None,
         follow: bool = False,
+        deadline: float | None = None,
     ) -> IResponse:
         """
         Ask the upstream about repository C{name} (as the upstream names
@@ -299,10 +300,41 @@ class UpstreamClient:
         without our credentials once they leave the upstream's host, and
         are the answer otherwise. The response's status is the caller's to
         read.
+
+        @param deadline: the most seconds the whole exchange (tokens and
+            redirects included) may take, where C{timeout} would be too
+            long to wait; past it the exchange is given up as a failure of
+            the upstream (L{UpstreamUnavailable}, the breaker told).
         """
+        exchange = Deferred.fromCoroutine(self._exchange(kind, method, name, path, headers or {}, follow))
+        if deadline is None:
+            return await exchange
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            exchange.cancel()
+
+        call = self.reactor.callLater(deadline, expire)
+        try:
+            return await exchange
+        except (UpstreamUnavailable, CancelledError) as e:
+            if not expired:
+                raise
+            if isinstance(e, CancelledError):
+                # Cancelled between requests: _send did not count it.
+                self.breaker.failed(f"{method} {name}/{path}: no answer within {deadline:g} s")
+            raise UpstreamUnavailable(f"upstream {self.label} did not answer within {deadline:g} s") from None
+        finally:
+            if call.active():
+                call.cancel()
+
+    async def _exchange(
+        self, kind: str, method: str, name: str, path: str, headers: dict[str, str], follow: bool
+    ) -> IResponse:
         url = f"{self.upstream.remoteURL}/v2/{name}/{path}"
         scope = f"repository:{name}:pull"
-        headers = dict(headers or {})
         # The last challenge's realm and service, for this repository's scope:
         # another repository's token would only be refused.
         challenge = self._challenge
