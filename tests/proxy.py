@@ -17,8 +17,9 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory, Protocol
 from twisted.web.http import HTTPChannel
-from twisted.web.resource import Resource
+from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 import txregistry
@@ -252,3 +253,66 @@ class Faltering(Resource):
         if self.how == "drop":
             reactor.callLater(0.1, request.channel.transport.abortConnection)
         return NOT_DONE_YET
+
+
+class Delayed(Resource):
+    """
+    An upstream slow to answer C{HEAD}s: C{inner} answers each only
+    C{seconds} after it came.
+    """
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.seconds = seconds
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Any:
+        child = self.inner.getChildWithDefault(path, request)
+        if request.method != b"HEAD":
+            return child
+        return _Later(getChildForRequest(child, request), self.seconds)
+
+
+class _Later(Resource):
+    isLeaf = True
+
+    def __init__(self, resource: Resource, seconds: float) -> None:
+        super().__init__()
+        self.resource = resource
+        self.seconds = seconds
+
+    def render(self, request: Request) -> Any:
+        reactor.callLater(self.seconds, request.render, self.resource)
+        return NOT_DONE_YET
+
+
+class _Silent(Protocol):
+    def connectionMade(self) -> None:
+        self.factory.connections.append(self)  # type: ignore[attr-defined]
+
+
+class BlackHole(Factory):
+    """
+    A black-holed upstream: connections are accepted and never answered.
+    """
+
+    protocol = _Silent
+
+    def __init__(self) -> None:
+        self.connections: list[_Silent] = []
+
+
+@asynccontextmanager
+async def blackHole(port: int) -> AsyncIterator[BlackHole]:
+    """
+    A L{BlackHole} on loopback port C{port}, until the block ends.
+    """
+    factory = BlackHole()
+    listening = await TCP4ServerEndpoint(reactor, port, interface="127.0.0.1").listen(factory)
+    try:
+        yield factory
+    finally:
+        await listening.stopListening()
+        for connection in factory.connections:
+            assert connection.transport is not None
+            connection.transport.abortConnection()

@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 import pytest_twisted
@@ -24,11 +25,13 @@ from twisted.web.client import ResponseFailed
 from tests.helpers import sha256
 from tests.proxy import (
     Answer,
+    Delayed,
     Faltering,
     Fixed,
     Proxy,
     TokenGate,
     Upstream,
+    blackHole,
     fakeUpstream,
     proxyRegistry,
     storeRoot,
@@ -36,6 +39,7 @@ from tests.proxy import (
 )
 from tests.s3server import SeaweedFS
 from tests.test_hardening import tmpfs
+from txregistry.config import ConfigError, parseConfig
 from txregistry.manifest import OCI_INDEX, OCI_MANIFEST
 from txregistry.proxy import Eviction
 from txregistry.reference import Digest
@@ -125,7 +129,9 @@ async def test_tags_are_revalidated_by_head(
         second, secondDigest = await upstream.client.pushImage("team/app", "latest", [b"two"])
         response = await proxy.client.request("GET", path)
         assert (response.body, response.header("Docker-Content-Digest")) == (second, secondDigest)
-        assert (seen.count("GET", path), seen.count("HEAD", path)) == (2, 2)
+        assert (seen.count("GET", path), seen.count("HEAD", path)) == (1, 2)
+        # The new revision, by the digest the HEAD found.
+        assert seen.count("GET", f"/v2/team/app/manifests/{secondDigest}") == 1
         # The old revision stays cached by digest.
         response = await proxy.client.request("GET", f"/v2/team/app/manifests/{firstDigest}")
         assert response.body == first
@@ -625,3 +631,150 @@ async def test_a_cache_whose_storage_is_full(tmp_path: object, upstream: Upstrea
             # Storage that takes nothing: unavailability, not the upstream's fault.
             response = await proxy.client.request("GET", f"/v2/team/app/blobs/{sha256(small)}")
             assert (response.code, response.errorCode()) == (503, "UNAVAILABLE")
+
+
+#: Past any revalidation period.
+STALE = 3600
+
+
+def defaultConfig(remote: str) -> str:
+    # proxyConfig's short timeout left out: what a deployment runs with.
+    return f"proxy:\n  remoteurl: {remote}\n"
+
+
+def test_revalidation_keys() -> None:
+    base = "version: 0.1\nstorage: {inmemory: {}}\nproxy:\n  remoteurl: https://a.io\n"
+    proxy = parseConfig(base, environ={}).proxy
+    assert proxy is not None
+    assert (proxy.revalidate, proxy.revalidateTimeout, proxy.timeout) == (timedelta(seconds=10), 3.0, 30.0)
+    config = parseConfig(base + "  revalidatetimeout: 500ms\n", environ={})
+    assert config.warnings == ()
+    assert config.proxy is not None and config.proxy.revalidateTimeout == 0.5
+    with pytest.raises(ConfigError, match="proxy.revalidatetimeout: must be more than 0"):
+        parseConfig(base + "  revalidatetimeout: 0s\n", environ={})
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tag_looked_up_by_head_is_cached(
+    proxyStorage: SeaweedFS | None, tmp_path: object, upstream: Upstream
+) -> None:
+    """
+    Docker and containerd resolve a tag by HEAD and GET the manifest by
+    digest: such a pull is served from the cache once the upstream is down.
+    """
+    manifest, digest = await upstream.client.pushImage("team/app", "v1", [b"one"])
+    other, otherDigest = await upstream.client.pushImage("team/app", "v2", [b"two"])
+    clock = wallClock()
+    root = storeRoot(str(tmp_path), "p", proxyStorage)
+    async with proxyRegistry(
+        root, "", s3=proxyStorage, config=defaultConfig(upstream.url), clock=clock
+    ) as proxy:
+        seen = upstream.counting
+        seen.seen.clear()
+        # No GET by digest from the client: the manifest is stored anyway.
+        response = await proxy.client.request("HEAD", "/v2/team/app/manifests/v1")
+        assert (response.code, response.header("Docker-Content-Digest")) == (200, digest)
+        # A GET by digest at once shares the fetch the HEAD started.
+        response = await proxy.client.request("HEAD", "/v2/team/app/manifests/v2")
+        assert response.header("Docker-Content-Digest") == otherDigest
+        response = await proxy.client.request("GET", f"/v2/team/app/manifests/{otherDigest}")
+        assert (response.code, response.body) == (200, other)
+        await proxy.cache.settled()
+        for tag, found in (("v1", digest), ("v2", otherDigest)):
+            assert seen.count("GET", f"/v2/team/app/manifests/{found}") == 1
+            assert seen.count("GET", f"/v2/team/app/manifests/{tag}") == 0
+            assert seen.count("HEAD", f"/v2/team/app/manifests/{tag}") == 1
+
+        # Stale, unchanged: one HEAD, which only records when it was asked.
+        clock.advance(STALE)
+        for _ in range(2):
+            response = await proxy.client.request("HEAD", "/v2/team/app/manifests/v1")
+            assert response.header("Docker-Content-Digest") == digest
+        assert seen.count("HEAD", "/v2/team/app/manifests/v1") == 2
+        assert seen.count("GET", f"/v2/team/app/manifests/{digest}") == 1
+
+        await upstream.stop()
+        clock.advance(STALE)
+        response = await proxy.client.request("HEAD", "/v2/team/app/manifests/v1")
+        assert (response.code, response.header("Docker-Content-Digest")) == (200, digest)
+        response = await proxy.client.request("GET", f"/v2/team/app/manifests/{digest}")
+        assert (response.code, response.body) == (200, manifest)
+        response = await proxy.client.request("GET", "/v2/team/app/manifests/v2")
+        assert (response.code, response.body) == (200, other)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_black_holed_upstream_does_not_stall_a_cached_pull(
+    tmp_path: object, upstream: Upstream
+) -> None:
+    manifest, digest = await upstream.client.pushImage("team/app", "v1", [b"one"])
+    clock = wallClock()
+    root = os.path.join(str(tmp_path), "p")
+    async with proxyRegistry(root, "", config=defaultConfig(upstream.url), clock=clock) as proxy:
+        assert (await proxy.client.request("GET", "/v2/team/app/manifests/v1")).code == 200
+        await proxy.cache.settled()
+        port = upstream.port.getHost().port
+        await upstream.stop()
+        async with blackHole(port) as hole:
+            clock.advance(STALE)
+            started = reactor.seconds()
+            response = await proxy.client.request("HEAD", "/v2/team/app/manifests/v1")
+            assert (response.code, response.header("Docker-Content-Digest")) == (200, digest)
+            response = await proxy.client.request("GET", f"/v2/team/app/manifests/{digest}")
+            assert (response.code, response.body) == (200, manifest)
+            assert reactor.seconds() - started < 5
+            assert len(hole.connections) == 1
+            # The breaker is open: the next pull does not wait at all.
+            started = reactor.seconds()
+            response = await proxy.client.request("GET", "/v2/team/app/manifests/v1")
+            assert (response.code, response.body) == (200, manifest)
+            assert reactor.seconds() - started < 0.5
+            assert len(hole.connections) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_heads_and_gets_of_a_tag_share_one_upstream_head(
+    tmp_path: object, upstream: Upstream
+) -> None:
+    manifest, digest = await upstream.client.pushImage("team/app", "v1", [b"one"])
+    clock = wallClock()
+    async with fakeUpstream(Delayed(upstream.site.resource, 0.5)) as slow:
+        root = os.path.join(str(tmp_path), "p")
+        async with proxyRegistry(root, "", config=defaultConfig(slow.url), clock=clock) as proxy:
+            path = "/v2/team/app/manifests/v1"
+            assert (await proxy.client.request("GET", path)).code == 200
+            clock.advance(STALE)
+            upstream.counting.seen.clear()
+            methods = ["HEAD", "GET"] * 5
+            answers = await gatherResults(
+                [Deferred.fromCoroutine(proxy.client.request(method, path)) for method in methods]
+            )
+            for method, response in zip(methods, answers, strict=True):
+                assert (response.code, response.header("Docker-Content-Digest")) == (200, digest)
+                assert method == "HEAD" or response.body == manifest
+            assert upstream.counting.seen == {("HEAD", path): 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_moved_tag_is_served_within_the_revalidation_period(
+    tmp_path: object, upstream: Upstream
+) -> None:
+    first, firstDigest = await upstream.client.pushImage("team/app", "latest", [b"one"])
+    clock = wallClock()
+    root = os.path.join(str(tmp_path), "p")
+    async with proxyRegistry(root, "", config=defaultConfig(upstream.url), clock=clock) as proxy:
+        path = "/v2/team/app/manifests/latest"
+        assert (await proxy.client.request("GET", path)).body == first
+        second, secondDigest = await upstream.client.pushImage("team/app", "latest", [b"two"])
+        clock.advance(9)
+        assert (await proxy.client.request("GET", path)).body == first
+        clock.advance(1)
+        # As Docker pulls: the HEAD finds the new revision, fetched by digest.
+        response = await proxy.client.request("HEAD", path)
+        assert response.header("Docker-Content-Digest") == secondDigest
+        response = await proxy.client.request("GET", f"/v2/team/app/manifests/{secondDigest}")
+        assert (response.code, response.body) == (200, second)
+        response = await proxy.client.request("GET", path)
+        assert (response.body, response.header("Docker-Content-Digest")) == (second, secondDigest)
+        response = await proxy.client.request("GET", f"/v2/team/app/manifests/{firstDigest}")
+        assert response.body == first

@@ -90,6 +90,10 @@ def asRegistryError(error: UpstreamError, unknown: RegistryError) -> RegistryErr
     return RegistryError.unavailable(f"{error}; not cached here")
 
 
+def _described(digest: Digest, content: bytes) -> ManifestSource:
+    return ManifestSource(digest, storedMediaType(content), len(content), None)
+
+
 def _saidDigest(response: IResponse) -> Digest | None:
     """
     The C{Docker-Content-Digest} an upstream answered with, where it gave
@@ -175,9 +179,12 @@ class PullThroughCache:
         self._downloads: dict[Digest, BlobDownload] = {}
         self._recording: set[Deferred[None]] = set()
         self._flights: SingleFlight[Any] = SingleFlight()
-        # When each tag was last found current upstream, and each
-        # repository's tag list: this instance's, bounded by entries.
-        self._checked: ContentCache[tuple[str, str], float] = ContentCache(_REMEMBERED)
+        # When each tag was last found current upstream and what it pointed
+        # at, and each repository's tag list: this instance's, bounded by
+        # entries.
+        self._checked: ContentCache[tuple[str, str], tuple[float, ManifestSource]] = ContentCache(_REMEMBERED)
+        # The tags to record once a manifest a HEAD found is stored.
+        self._tagging: dict[tuple[str, Digest], set[str]] = {}
         self._tagLists: ContentCache[str, tuple[float, list[str]]] = ContentCache(_REMEMBERED)
 
     # The registry contract.
@@ -325,16 +332,23 @@ class PullThroughCache:
         tag = None if looksLikeDigest(reference) else reference
         await self.registry.manifests(route.name).store(digest, content, manifest, tag)
         if tag is not None:
-            self._checked.put((route.name, tag), self.clock.seconds(), 1)
+            self._checked.put((route.name, tag), (self.clock.seconds(), _described(digest, content)), 1)
         return content, digest
 
-    async def _upstreamDigest(self, route: Route, tag: str) -> ManifestSource | None:
+    async def _upstreamDigest(
+        self, route: Route, tag: str, deadline: float | None = None
+    ) -> ManifestSource | None:
         """
         What the upstream's tag points at now, by C{HEAD} (which Docker Hub
         does not count as a pull); C{None} if the upstream did not say.
         """
         response = await route.client.request(
-            "manifest", "HEAD", route.remote, f"manifests/{tag}", {"Accept": MANIFEST_ACCEPT}
+            "manifest",
+            "HEAD",
+            route.remote,
+            f"manifests/{tag}",
+            {"Accept": MANIFEST_ACCEPT},
+            deadline=deadline,
         )
         route.client.check(response, f"manifest {route.remote}:{tag}")
         said = _saidDigest(response)
@@ -348,30 +362,21 @@ class PullThroughCache:
         )
 
     async def _manifestByTag(self, route: Route, tag: str, head: bool) -> ManifestSource:
-        key = (route.name, tag)
         cached = await self._cached(route, tag)
-        now = self.clock.seconds()
-        checked = self._checked.get(key)
-        if (
-            cached is not None
-            and checked is not None
-            and now - checked < self.config.revalidate.total_seconds()
-        ):
-            return self._hit(route, cached)
-
-        async def revalidate() -> ManifestSource:
-            if cached is not None or head:
-                current = await self._upstreamDigest(route, tag)
-                if current is not None and cached is not None and current.digest == cached.digest:
-                    self._checked.put(key, self.clock.seconds(), 1)
-                    return self._hit(route, cached)
-                if current is not None and head:
-                    return current
-            content, digest = await self._fetchManifest(route, tag, None)
-            return self._answer(route, digest, content)
-
+        known = self._checked.get((route.name, tag))
+        if known is not None and self.clock.seconds() - known[0] < self.config.revalidate.total_seconds():
+            current = known[1]
+            if cached is not None and cached.digest == current.digest:
+                return self._hit(route, cached)
+            if (route.name, current.digest) in self._tagging:
+                # Moved, and the new manifest is being stored already.
+                return await self._current(route, tag, current, head, cached)
         try:
-            answer: ManifestSource = await self._flights.run(("tag", route.name, tag, head), revalidate)
+            # HEADs and GETs of a tag share one look at the upstream.
+            current = await self._flights.run(
+                ("tag", route.name, tag), lambda: self._lookUp(route, tag, head, cached is not None)
+            )
+            answer = await self._current(route, tag, current, head, cached)
         except (UpstreamError, RegistryError) as e:
             if cached is not None and not isinstance(e, UpstreamNotFound):
                 log.warn("serving {name}:{tag} from the cache: {error}", name=route.name, tag=tag, error=e)
@@ -380,6 +385,72 @@ class PullThroughCache:
                 raise
             raise asRegistryError(e, RegistryError.manifestUnknown(tag)) from None
         return answer
+
+    async def _lookUp(self, route: Route, tag: str, head: bool, cached: bool) -> ManifestSource:
+        """
+        What the upstream's tag points at, with the content where it had
+        to be fetched by tag (already stored and tagged then).
+        """
+        current = None
+        if cached or head:
+            # With a copy to fall back on, an upstream slow to answer is
+            # not waited for as long as one that is sending content.
+            deadline = self.config.revalidateTimeout if cached else None
+            current = await self._upstreamDigest(route, tag, deadline)
+        if current is None:
+            content, digest = await self._fetchManifest(route, tag, None)
+            return ManifestSource(digest, storedMediaType(content), len(content), content)
+        self._checked.put((route.name, tag), (self.clock.seconds(), current), 1)
+        return current
+
+    async def _current(
+        self, route: Route, tag: str, current: ManifestSource, head: bool, cached: ManifestSource | None
+    ) -> ManifestSource:
+        """
+        The answer for a tag that points at C{current} upstream.
+        """
+        if current.content is not None:
+            return self._answer(route, current.digest, current.content)
+        if cached is not None and cached.digest == current.digest:
+            return self._hit(route, cached)
+        if head:
+            # Docker and containerd GET the manifest by digest next; the
+            # tag is recorded once it is stored, whether or not they do.
+            self._tagWhenStored(route, tag, current.digest)
+            return current
+        answer = await self._manifestByDigest(route, current.digest)
+        await self.registry.tags(route.name).tag(tag, current.digest)
+        return answer
+
+    def _tagWhenStored(self, route: Route, tag: str, digest: Digest) -> None:
+        key = (route.name, digest)
+        tags = self._tagging.get(key)
+        if tags is not None:
+            tags.add(tag)
+            return
+        tags = self._tagging[key] = {tag}
+
+        async def storeAndTag() -> None:
+            try:
+                # The fetch a client's GET by digest shares, if it comes.
+                await self._manifestByDigest(route, digest)
+                while tags:
+                    await self.registry.tags(route.name).tag(tags.pop(), digest)
+            finally:
+                del self._tagging[key]
+
+        d = Deferred.fromCoroutine(storeAndTag())
+        d.addErrback(
+            lambda f: log.warn(
+                "caching manifest {digest} of {name} failed: {why}",
+                digest=digest,
+                name=route.name,
+                why=f.getErrorMessage(),
+            )
+        )
+        # Waited for as pulls being recorded are, by settled() and close().
+        self._recording.add(d)
+        d.addBoth(lambda _: self._recording.discard(d))
 
     # Blobs.
 
