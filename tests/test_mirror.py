@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,14 +28,16 @@ from txregistry.manifest import OCI_MANIFEST
 pytestmark = pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed (apt-get install skopeo)")
 DOCKERD = shutil.which("dockerd")
 DOCKER = shutil.which("docker")
+CONTAINERD = shutil.which("containerd")
+CTR = shutil.which("ctr")
 
 
-def mirrorConfig(directory: str, upstream: RegistryProcess) -> str:
+def mirrorConfig(directory: str, upstream: RegistryProcess, extra: str = "") -> str:
     path = os.path.join(directory, "mirror.yml")
     with open(path, "w") as f:
         # The storage root is overridden by --root.
         f.write("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: unused\n")
-        f.write(f"proxy:\n  remoteurl: {upstream.base}\n")
+        f.write(f"proxy:\n  remoteurl: {upstream.base}\n{extra}")
     return path
 
 
@@ -170,6 +173,149 @@ def test_docker_pulls_through_the_mirror(
     catalog = json.loads(SyncClient(proxy.port).request("GET", "/v2/_catalog").body)
     assert {"library/hello", "team/app"} <= set(catalog["repositories"])
     assert len(manifest["layers"]) == 2
+
+
+@pytest.fixture
+def outage(tmp_path: object) -> Iterator[tuple[RegistryProcess, RegistryProcess]]:
+    """
+    An upstream holding C{library/cached:v1}, and a cache of it that asks
+    the upstream about the tag on every pull.
+    """
+    directory = str(tmp_path)
+    upstream = RegistryProcess(os.path.join(directory, "upstream"))
+    upstream.start()
+    layout = os.path.join(directory, "layout")
+    makeLayout(layout, "v1")
+    skopeo(
+        "copy",
+        "--dest-tls-verify=false",
+        f"oci:{layout}:v1",
+        f"docker://127.0.0.1:{upstream.port}/library/cached:v1",
+    )
+    config = mirrorConfig(directory, upstream, "  revalidate: 0s\n")
+    proxy = RegistryProcess(os.path.join(directory, "proxy"), config=config)
+    proxy.start()
+    yield upstream, proxy
+    proxy.stop()
+    upstream.stop()
+
+
+@pytest.mark.skipif(
+    DOCKERD is None or DOCKER is None, reason="dockerd is not installed (apt-get install docker.io)"
+)
+def test_docker_pulls_from_the_cache_while_the_upstream_is_down(
+    outage: tuple[RegistryProcess, RegistryProcess],
+) -> None:
+    """
+    Docker resolves the tag by HEAD and GETs the manifest by digest: once
+    pulled, the image is pulled again from the cache alone.
+    """
+    upstream, proxy = outage
+    # Short: the daemon's sockets are unix sockets below it.
+    directory = tempfile.mkdtemp(prefix="dockerd-")
+    daemon = Dockerd(directory, f"http://127.0.0.1:{proxy.port}")
+    try:
+        why = daemon.ready()
+        if why is not None:
+            pytest.skip(f"dockerd cannot run here: {why}")
+        result = daemon.docker("pull", "cached:v1")
+        assert result.returncode == 0, result.stderr
+        upstream.stop()
+        result = daemon.docker("rmi", "cached:v1")
+        assert result.returncode == 0, result.stderr
+        result = daemon.docker("pull", "cached:v1")
+        assert result.returncode == 0, result.stderr + proxy.output()[-2000:]
+    finally:
+        daemon.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class Containerd:
+    """
+    A containerd of our own: private root, state and sockets, no CRI.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.socket = os.path.join(directory, "containerd.sock")
+        config = os.path.join(directory, "config.toml")
+        with open(config, "w") as f:
+            f.write(
+                f'version = 2\nroot = "{directory}/root"\nstate = "{directory}/state"\n'
+                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+                f'[grpc]\n  address = "{self.socket}"\n'
+                f'[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
+                f'[debug]\n  address = "{directory}/debug.sock"\n'
+            )
+        self.log = open(os.path.join(directory, "containerd.log"), "wb")
+        assert CONTAINERD is not None
+        self.process = subprocess.Popen(
+            [CONTAINERD, "--config", config], stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def ctr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        assert CTR is not None
+        return subprocess.run(
+            [CTR, "--address", self.socket, *args], capture_output=True, text=True, timeout=timeout
+        )
+
+    def ready(self, timeout: float = 30) -> str | None:
+        """
+        C{None} once containerd answers; why not, if it cannot start.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                with open(self.log.name, errors="replace") as f:
+                    return f"containerd exited with {self.process.returncode}: {f.read()[-500:]}"
+            if os.path.exists(self.socket) and self.ctr("version", timeout=10).returncode == 0:
+                return None
+            time.sleep(0.2)
+        return "containerd did not answer within 30 s"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.log.close()
+
+
+@pytest.mark.skipif(CONTAINERD is None or CTR is None, reason="containerd is not installed")
+def test_containerd_pulls_from_the_cache_while_the_upstream_is_down(
+    outage: tuple[RegistryProcess, RegistryProcess], tmp_path: object
+) -> None:
+    upstream, proxy = outage
+    # Short: a unix socket's path has at most 108 bytes.
+    directory = tempfile.mkdtemp(prefix="ctrd-")
+    hosts = os.path.join(str(tmp_path), "hosts")
+    os.makedirs(os.path.join(hosts, "docker.io"))
+    with open(os.path.join(hosts, "docker.io", "hosts.toml"), "w") as f:
+        # The server cannot be reached here: every byte comes from the mirror.
+        f.write(
+            'server = "https://registry-1.docker.io"\n'
+            f'[host."http://127.0.0.1:{proxy.port}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
+    daemon = Containerd(directory)
+    try:
+        why = daemon.ready()
+        if why is not None:
+            pytest.skip(f"containerd cannot run here: {why}")
+        image = "docker.io/library/cached:v1"
+        pull = ("images", "pull", "--hosts-dir", hosts, "--plain-http", "--snapshotter", "native", image)
+        result = daemon.ctr(*pull)
+        assert result.returncode == 0, result.stderr
+        upstream.stop()
+        result = daemon.ctr("images", "rm", "--sync", image)
+        assert result.returncode == 0, result.stderr
+        result = daemon.ctr(*pull)
+        assert result.returncode == 0, result.stderr + proxy.output()[-2000:]
+    finally:
+        daemon.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_slow_client_pulls_uncached_blob_in_bounded_memory(tmp_path: object) -> None:
