@@ -364,18 +364,19 @@ class PullThroughCache:
     async def _manifestByTag(self, route: Route, tag: str, head: bool) -> ManifestSource:
         cached = await self._cached(route, tag)
         known = self._checked.get((route.name, tag))
+        current = None
         if known is not None and self.clock.seconds() - known[0] < self.config.revalidate.total_seconds():
-            current = known[1]
-            if cached is not None and cached.digest == current.digest:
+            if cached is not None and cached.digest == known[1].digest:
                 return self._hit(route, cached)
-            if (route.name, current.digest) in self._tagging:
+            if (route.name, known[1].digest) in self._tagging:
                 # Moved, and the new manifest is being stored already.
-                return await self._current(route, tag, current, head, cached)
+                current = known[1]
         try:
-            # HEADs and GETs of a tag share one look at the upstream.
-            current = await self._flights.run(
-                ("tag", route.name, tag), lambda: self._lookUp(route, tag, head, cached is not None)
-            )
+            if current is None:
+                # HEADs and GETs of a tag share one look at the upstream.
+                current = await self._flights.run(
+                    ("tag", route.name, tag), lambda: self._lookUp(route, tag, head, cached is not None)
+                )
             answer = await self._current(route, tag, current, head, cached)
         except (UpstreamError, RegistryError) as e:
             if cached is not None and not isinstance(e, UpstreamNotFound):
