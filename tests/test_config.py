@@ -562,7 +562,7 @@ def test_proxy_section() -> None:
     assert proxy.maxSize == 50 * 1024**3
     for text, size in (("200GB", 200 * 1000**3), ("20g", 20 * 1000**3), ("512MiB", 512 * 1024**2), ("7", 7)):
         assert parseSize("proxy.maxsize", text) == size
-    assert (proxy.revalidate, proxy.allowPush) == (timedelta(seconds=60), False)
+    assert (proxy.revalidate, proxy.allowPush) == (timedelta(seconds=10), False)
     assert parseConfig("version: 0.1\nstorage: {inmemory: {}}\n", environ={}).proxy is None
 
 
