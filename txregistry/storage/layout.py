@@ -19,6 +19,11 @@ So is what the pull-through cache knows of when content was last pulled,
 for eviction, by repository and kind (C{_blobs} or C{_manifests}):
 
     /docker/registry/v2/_proxy/repositories/<name>/_<kind>/<alg>/<hex>
+
+and, on a cache of a default upstream that takes pushes, which
+repositories are the registry's own (a marker each):
+
+    /docker/registry/v2/_proxy/own/<name>/_own
 """
 
 from __future__ import annotations
@@ -89,7 +94,20 @@ def referrerLink(name: str, subject: Digest, referrer: Digest) -> str:
     return f"{referrers(name, subject)}/{referrer.algorithm}/{referrer.hex}/link"
 
 
+def repository(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
+
+
 PROXY_REPOSITORIES = f"{ROOT}/_proxy/repositories"
+PROXY_OWN = f"{ROOT}/_proxy/own"
+
+
+def proxyRepository(name: str) -> str:
+    return f"{PROXY_REPOSITORIES}/{name}"
+
+
+def proxyOwn(name: str) -> str:
+    return f"{PROXY_OWN}/{name}/_own"
 
 
 def proxyEntry(name: str, kind: str, digest: Digest) -> str:
