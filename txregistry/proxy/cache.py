@@ -6,6 +6,7 @@ kept in the registry's own storage as they are pulled.
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Any
 from urllib.parse import urljoin
 
@@ -23,6 +24,7 @@ from txregistry.logging import logger
 from txregistry.manifest import MAX_MANIFEST_SIZE, Descriptor, Manifest, parseManifest, storedMediaType
 from txregistry.proxy.download import BlobDownload, DownloadFailed
 from txregistry.proxy.metrics import ProxyMetrics
+from txregistry.proxy.own import ClaimableRepository, OwnRepositories
 from txregistry.proxy.route import Route
 from txregistry.proxy.upstream import (
     MANIFEST_ACCEPT,
@@ -45,6 +47,7 @@ from txregistry.registry import (
     Repository,
 )
 from txregistry.registry.cache import ContentCache
+from txregistry.registry.owned import OwnMarks
 from txregistry.storage import IReader
 
 log = logger(__name__)
@@ -191,6 +194,11 @@ class PullThroughCache:
 
     def repository(self, name: str, namespace: str | None = None) -> IRepository:
         route = self.route(name, namespace)
+        if route is not None and self.config.allowPush and route.client is self.clients.get(""):
+            # The default upstream's, unless a push has made it ours; a
+            # named upstream's never is.
+            mine = Repository(self.registry, name)
+            return ClaimableRepository(self.own, CachedRepository(self, route), mine)
         if route is not None:
             return CachedRepository(self, route)
         refusal = None
@@ -201,8 +209,16 @@ class PullThroughCache:
             )
         return Repository(self.registry, name, refusal)
 
+    @cached_property
+    def own(self) -> OwnRepositories:
+        """
+        Which repositories the default upstream would serve are ours.
+        """
+        return OwnRepositories(OwnMarks(self.registry.driver, self.clock.seconds))
+
     async def catalog(self) -> list[str]:
-        # What is cached, and the repositories of our own.
+        # What is cached, and the repositories of our own: both are in the
+        # store as any repository is.
         return await self.registry.catalog()
 
     # Which upstream, if any.

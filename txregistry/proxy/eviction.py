@@ -3,7 +3,8 @@ Eviction: cached content that has not been pulled for its upstream's
 C{ttl} is removed, and, past C{proxy.maxsize}, the least recently pulled
 blobs too. Blobs go only when no cached manifest still references them
 (or, for the size cap, when they are the oldest), and never while a
-repository of our own links them.
+repository of our own links them. Nothing of a repository of our own is
+evicted.
 """
 
 from __future__ import annotations
@@ -36,9 +37,16 @@ class Eviction:
         One pass; the number of blobs and manifests removed.
         """
         now = self.cache.clock.seconds()
-        entries = await self.cache.record.entries()
-        self._holders = Counter(e.digest for e in entries)
         self._own = None
+        own = set(await self._ownRepositories())
+        entries = []
+        for entry in await self.cache.record.entries():
+            if entry.name in own:
+                # Pulled as it became ours: content of ours now, never evicted.
+                await self.cache.record.remove(entry)
+            else:
+                entries.append(entry)
+        self._holders = Counter(e.digest for e in entries)
         live: list[Entry] = []
         removed = 0
         for entry in entries:
@@ -123,14 +131,15 @@ class Eviction:
 
     async def _ownRepositories(self) -> list[str]:
         """
-        The repositories no upstream serves, listed once a pass; with a
-        default upstream there are none to list.
+        The repositories of our own, listed once a pass: those no upstream
+        serves, or with a default upstream, those pushes have made ours.
         """
         if self._own is None:
-            self._own = []
             if self.cache.config.default is None:
                 catalog = await self.registry.catalog()
                 self._own = [name for name in catalog if self.cache.route(name) is None]
+            else:
+                self._own = await self.cache.own.marks.all()
         return self._own
 
     async def _deleteContent(self, digest: Digest) -> None:
