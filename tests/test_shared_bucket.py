@@ -10,10 +10,12 @@ from contextlib import AsyncExitStack
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import Deferred, gatherResults
 
 import txregistry
 from tests.conftest import configFor
 from tests.helpers import Client, RegistryProcess, SyncClient, serving, sha256
+from tests.proxy import proxyRegistry, upstreamRegistry
 from tests.s3server import SeaweedFS
 from txregistry.service import registryOf
 
@@ -150,3 +152,48 @@ def test_example_s3_config_runs(seaweedfs: SeaweedFS, tmp_path: object) -> None:
         assert client.request("GET", f"/v2/team/app/blobs/{blobs[1]}").status == 200
     finally:
         process.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_push_on_a_mirror_is_pulled_at_once_from_the_others(
+    seaweedfs: SeaweedFS, tmp_path: object
+) -> None:
+    root = f"/shared/{uuid.uuid4()}"
+    async with AsyncExitStack() as stack:
+        upstream = await stack.enter_async_context(upstreamRegistry(os.path.join(str(tmp_path), "upstream")))
+        cached, _ = await upstream.client.pushImage("team/app", "v1", [b"the upstream's"])
+        a, b, c = [
+            await stack.enter_async_context(
+                proxyRegistry(root, upstream.url, "  allowpush: true\n", s3=seaweedfs)
+            )
+            for _ in range(3)
+        ]
+        assert (await a.client.request("GET", "/v2/team/app/manifests/v1")).body == cached
+        await a.cache.settled()
+        upstream.counting.seen.clear()
+
+        layers = [os.urandom(100_000), os.urandom(1000)]
+        body, digest = await a.client.pushImage("mine/app", "v1", layers)
+        for node in (b, c):
+            response = await node.client.request("GET", "/v2/mine/app/manifests/v1")
+            assert (response.code, response.body) == (200, body)
+            for layer in layers:
+                assert (await node.client.request("GET", f"/v2/mine/app/blobs/{sha256(layer)}")).body == layer
+            assert (await node.client.request("GET", "/v2/mine/app/tags/list")).json()["tags"] == ["v1"]
+        # Ours on every node: B pushes on, and C deletes.
+        await b.client.pushImage("mine/app", "v2", [b"more"])
+        assert (await c.client.request("DELETE", f"/v2/mine/app/manifests/{digest}")).code == 202
+        assert (await a.client.request("GET", "/v2/mine/app/tags/list")).json()["tags"] == ["v2"]
+        # Two nodes' first pushes to one repository, at once: both land.
+        pushes = [
+            node.client.pushImage("race/app", tag, [tag.encode()]) for node, tag in ((b, "b"), (c, "c"))
+        ]
+        await gatherResults([Deferred.fromCoroutine(push) for push in pushes])
+        assert (await a.client.request("GET", "/v2/race/app/tags/list")).json()["tags"] == ["b", "c"]
+        assert sum(upstream.counting.seen.values()) == 0
+
+        # What A cached is the upstream's on every node.
+        response = await c.client.request("POST", "/v2/team/app/blobs/uploads/")
+        assert (response.code, response.errorCode()) == (405, "UNSUPPORTED")
+        response = await b.client.request("GET", "/v2/_catalog")
+        assert response.json()["repositories"] == ["mine/app", "race/app", "team/app"]
