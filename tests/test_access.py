@@ -16,7 +16,7 @@ import pytest_twisted
 import txregistry
 from tests.helpers import Client, Response, serving, sha256
 from tests.test_auth import REALM, basic, entry, writeUsers
-from txregistry.auth import globPattern
+from txregistry.auth import globMatcher
 from txregistry.config import ConfigError
 
 USERS = {"alice": "a-secret", "bob": "b-secret", "carol": "c-secret", "root": "r-secret"}
@@ -212,12 +212,17 @@ async def test_without_anonymous_rules_nothing_is_anonymous(tmp_path: Any) -> No
         ("**", ["a", "a/b/c"], []),
         ("a?c/x", ["abc/x"], ["ac/x", "a/c/x", "abbc/x"]),
         ("lib.x/*", ["lib.x/y"], ["libxx/y"]),
+        ("**/app", ["a/app", "a/b/app"], ["app", "a/app2"]),
+        ("a/**/z", ["a/b/z", "a/b/c/z"], ["a/z", "b/b/z"]),
+        # Patterns that backtrack without end in a naive regular expression.
+        ("*a*a*a*a*b", ["a" * 240 + "b"], ["a" * 255]),
+        ("**/**/**/**/x", ["a/b/c/d/x"], ["a/" * 100 + "y"]),
     ],
 )
 def test_globs(glob: str, matches: list[str], misses: list[str]) -> None:
-    pattern = globPattern((glob,))
-    assert [m for m in matches if pattern.fullmatch(m)] == matches
-    assert [m for m in misses if pattern.fullmatch(m)] == []
+    match = globMatcher((glob,))
+    assert [m for m in matches if match(m)] == matches
+    assert [m for m in misses if match(m)] == []
 
 
 @pytest.mark.parametrize(
@@ -241,6 +246,16 @@ def test_globs(glob: str, matches: list[str], misses: list[str]) -> None:
             "    rules:\n      - {repositories: [A/b], actions: [pull], users: [x]}\n",
             "auth.access.rules[0].repositories: 'A/b' is not a glob",
         ),
+        (
+            "    rules:\n      - {repositories: [team**], actions: [pull], users: [x]}\n",
+            "auth.access.rules[0].repositories: 'team**': each path component",
+        ),
+        (
+            "    rules:\n      - {repositories: [a//b], actions: [pull], users: [x]}\n",
+            "auth.access.rules[0].repositories: 'a//b': each path component",
+        ),
+        ("", "auth.access.rules: a list of rules is required"),
+        ("    ~\n", "auth.access.rules: a list of rules is required"),
         (
             "    rules:\n      - {repositories: a, actions: [pull], users: [x]}\n",
             "auth.access.rules[0].repositories: expected a list of names",

@@ -183,7 +183,13 @@ def _tokenGuard(auth: Token, clock: IReactorTime) -> Guard:
     try:
         trust = token.readTrust(auth.rootCertBundle, auth.jwks)
         authenticator = token.TokenAuthenticator(
-            auth.realm, auth.service, auth.issuer, trust, clock, auth.algorithms or token.ALGORITHMS
+            auth.realm,
+            auth.service,
+            auth.issuer,
+            trust,
+            cast(IReactorThreads, reactor),
+            clock,
+            auth.algorithms or token.ALGORITHMS,
         )
     except token.TokenConfigError as e:
         raise ConfigError(f"auth.token: {e}") from None

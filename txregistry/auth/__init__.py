@@ -4,7 +4,7 @@ Authentication and access: who a client is, and what it may do.
 
 from typing import Any
 
-from txregistry.auth.access import RuleAccess, globPattern
+from txregistry.auth.access import RuleAccess, globMatcher
 from txregistry.auth.htpasswd import HtpasswdAuthenticator, HtpasswdError, parseHtpasswd, readHtpasswd
 from txregistry.auth.interfaces import (
     ANONYMOUS,
@@ -64,7 +64,7 @@ __all__ = [
     "TokenAuthenticator",
     "TokenConfigError",
     "Trust",
-    "globPattern",
+    "globMatcher",
     "keyIDs",
     "parseHtpasswd",
     "readHtpasswd",

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -23,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import verification
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, DeferredSemaphore, fail, succeed
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from txregistry.auth.challenges import bearer
@@ -39,6 +41,7 @@ from txregistry.auth.interfaces import (
 )
 from txregistry.auth.remembered import Remembered
 from txregistry.errors import RegistryError
+from txregistry.flight import SingleFlight
 from txregistry.logging import logger
 
 log = logger(__name__)
@@ -48,6 +51,10 @@ log = logger(__name__)
 LEEWAY = 60.0
 #: Longer tokens than this are refused unread.
 MAX_TOKEN = 12 * 1024
+#: The most certificates an C{x5c} chain may hold: a leaf and a few
+#: intermediates, as token servers send; each one more is more signatures
+#: for whoever sends a token to check.
+MAX_CHAIN = 4
 
 #: The public key a signature of each algorithm needs. No HMAC: a shared
 #: secret is not something a registry that only holds public keys has,
@@ -138,12 +145,17 @@ def readTrust(rootCertBundle: str | None, jwks: str | None) -> Trust:
             raise TokenConfigError(f"jwks: {jwks}: {e.strerror}") from None
         except (ValueError, jwt.PyJWKSetError, jwt.PyJWKError) as e:
             raise TokenConfigError(f"jwks: {jwks}: not a usable JSON Web Key Set ({e})") from None
+        given = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(given, list) or len(given) != len(keySet.keys):
+            raise TokenConfigError(f"jwks: {jwks}: has keys of a type or curve that is not supported")
         for jwk in keySet.keys:
             if jwk.key_type == "oct":
                 raise TokenConfigError(f"jwks: {jwks}: symmetric (oct) keys are not supported")
             if not jwk.key_id:
                 raise TokenConfigError(f"jwks: {jwks}: every key needs a kid")
-            keys[jwk.key_id] = jwk.key
+            key = jwk.key
+            # A key given with its private part: only the public one is used.
+            keys[jwk.key_id] = key.public_key() if hasattr(key, "private_bytes") else key
     if not roots and not keys:
         raise TokenConfigError("needs at least one signing key: give rootcertbundle or jwks")
     return Trust(tuple(roots), keys)
@@ -184,10 +196,12 @@ class TokenAuthenticator:
         service: str,
         issuer: str,
         trust: Trust,
+        reactor: IReactorThreads,
         clock: IReactorTime,
         algorithms: Sequence[str] = ALGORITHMS,
         lifetime: float = 300.0,
-        size: int = 10_000,
+        size: int = 20_000,
+        concurrency: int = 4,
     ) -> None:
         unknown = [a for a in algorithms if a not in _KEY_TYPES]
         if unknown:
@@ -199,8 +213,13 @@ class TokenAuthenticator:
         self.issuer = issuer
         self.trust = trust
         self.algorithms = tuple(algorithms)
+        self._reactor = reactor
         self._clock = clock
+        # Weighed by the grants each token carries, so that large tokens
+        # cannot make it large.
         self._checked: Remembered[bytes, Identity] = Remembered(clock, lifetime, size)
+        self._checks = DeferredSemaphore(concurrency)
+        self._flight: SingleFlight[tuple[Identity, float]] = SingleFlight()
 
     def challenge(self, needs: Sequence[Access], error: str | None = None) -> RegistryError:
         return RegistryError(
@@ -216,29 +235,50 @@ class TokenAuthenticator:
         return self.challenge(needs, "insufficient_scope")
 
     def authenticate(self, authorization: bytes | None, needs: Sequence[Access] = ()) -> Deferred[Identity]:
-        return maybeDeferred(self._identify, authorization, needs)
-
-    def _identify(self, authorization: bytes | None, needs: Sequence[Access]) -> Identity:
         if authorization is None:
-            return ANONYMOUS
+            return succeed(ANONYMOUS)
         scheme, _, token = authorization.strip().partition(b" ")
         token = token.strip()
         if scheme.lower() != b"bearer" or not token:
-            raise self.challenge(needs)
+            return fail(self.challenge(needs))
         if len(token) > MAX_TOKEN:
-            raise self.challenge(needs, "invalid_token")
+            return fail(self.challenge(needs, "invalid_token"))
         key = hashlib.sha256(token).digest()
         identity = self._checked.get(key)
-        if identity is None:
-            try:
-                identity, expires = self._verify(token)
-            except _Invalid as e:
-                log.info("token refused: {why}", why=str(e))
-                raise self.challenge(needs, "invalid_token") from None
-            self._checked.put(key, identity, expires)
+        if identity is not None:
+            return succeed(identity)
+        return Deferred.fromCoroutine(self._checkNew(key, token, needs))
+
+    async def _checkNew(self, key: bytes, token: bytes, needs: Sequence[Access]) -> Identity:
+        # Signatures and chains in threads, a few at once, once for each
+        # token asked about at the same time: a client that sends tokens
+        # costly to check holds up nobody whose token checked out.
+        def check() -> Deferred[tuple[Identity, float]]:
+            pool = self._reactor.getThreadPool()
+            return self._checks.run(deferToThreadPool, self._reactor, pool, self._verify, token)
+
+        try:
+            identity, expires = await self._flight.run(key, check)
+        except _Invalid as e:
+            log.info("token refused: {why}", why=str(e))
+            raise self.challenge(needs, "invalid_token") from None
+        self._checked.put(key, identity, expires, weight=1 + len(identity.grants))
         return identity
 
     def _verify(self, raw: bytes) -> tuple[Identity, float]:
+        """
+        Who a token says its bearer is, and until when; in a thread.
+        """
+        try:
+            return self._verified(raw)
+        except _Invalid:
+            raise
+        except Exception as e:
+            # What a client sends must never be a 500: cryptography does
+            # not promise which errors malformed certificates raise.
+            raise _Invalid(f"cannot be checked: {type(e).__name__}: {e}") from None
+
+    def _verified(self, raw: bytes) -> tuple[Identity, float]:
         try:
             token = raw.decode("ascii")
             header = jwt.get_unverified_header(token)
@@ -289,12 +329,19 @@ class TokenAuthenticator:
     def _chainedKey(self, chain: Any) -> Any:
         if not isinstance(chain, list) or not chain or not all(isinstance(c, str) for c in chain):
             raise _Invalid("x5c is not a list of certificates")
-        try:
-            certificates = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in chain]
-        except (binascii.Error, ValueError) as e:
-            raise _Invalid(f"x5c: {e}") from None
+        if len(chain) > MAX_CHAIN:
+            raise _Invalid(f"x5c has more than {MAX_CHAIN} certificates")
         if not self.trust.roots:
             raise _Invalid("x5c given, but no rootcertbundle to check it against")
+        try:
+            certificates = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in chain]
+        except (binascii.Error, ValueError, x509.InvalidVersion) as e:
+            raise _Invalid(f"x5c: {e}") from None
+        for certificate in certificates[1:]:
+            # Self-issued intermediates lead path building round in
+            # circles, a signature check each time; a root is not sent.
+            if certificate.issuer == certificate.subject and certificate not in self.trust.roots:
+                raise _Invalid("x5c holds a self-issued certificate that is not a trusted root")
         verifier = (
             verification.PolicyBuilder()
             .store(verification.Store(list(self.trust.roots)))
@@ -309,7 +356,7 @@ class TokenAuthenticator:
         )
         try:
             verifier.verify(certificates[0], certificates[1:])
-        except verification.VerificationError as e:
+        except (verification.VerificationError, ValueError) as e:
             raise _Invalid(f"x5c does not lead to a trusted root: {e}") from None
         return certificates[0].public_key()
 
@@ -319,7 +366,12 @@ def _signsWith(key: Any, algorithm: str) -> bool:
 
 
 def _isTime(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # As registry:2 reads them: a number of seconds that fits an int64.
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) < 2**63
+    return isinstance(value, float) and math.isfinite(value) and abs(value) < 2**63
 
 
 def _type(access: Access) -> str:

@@ -205,6 +205,11 @@ def _access(reader: _Reader, auth: Htpasswd | Token | None) -> AccessRules | Non
     """
     section = reader.get("auth.access", dict)
     if section is None:
+        given = reader.document.get("auth")
+        if isinstance(given, dict) and "access" in given:
+            # Left empty, it would leave every user every right: not what
+            # writing it down asked for.
+            raise ConfigError("auth.access.rules: a list of rules is required (see the README)")
         return None
     if not isinstance(auth, Htpasswd):
         raise ConfigError(f"auth.access: {_ACCESS_NEEDS}")
@@ -239,6 +244,12 @@ def _rule(key: str, rule: Any, groups: Mapping[str, tuple[str, ...]]) -> AccessR
             raise ConfigError(
                 f"{key}.repositories: {glob!r} is not a glob of repository names (a-z 0-9 . _ - / * ?)"
             )
+        for part in glob.split("/"):
+            if not part or ("**" in part and part != "**"):
+                raise ConfigError(
+                    f"{key}.repositories: {glob!r}: each path component is a name, a pattern with * and ?, "
+                    "or ** alone"
+                )
     actions = set(_names(f"{key}.actions", rule.get("actions")))
     for action in actions:
         if action not in _ACTIONS:
