@@ -213,6 +213,29 @@ class FilesystemDriver:
 
         return self._inThread(path, put)
 
+    def createExclusive(self, path: str, content: bytes) -> Deferred[bool]:
+        def create(full: str) -> bool:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            # Written whole beside it, then linked into place: a link fails
+            # if the path exists, on every host sharing the directory (NFS
+            # included), and a reader never sees a partial file.
+            temporary = f"{full}.{uuid.uuid4().hex}.tmp"
+            try:
+                with open(temporary, "wb") as f:
+                    f.write(content)
+                try:
+                    os.link(temporary, full)
+                except FileExistsError:
+                    return False
+                return True
+            finally:
+                try:
+                    os.remove(temporary)
+                except OSError:
+                    pass
+
+        return self._inThread(path, create)
+
     def purgeTemporaries(self, before: datetime, dryRun: bool = False) -> Deferred[list[str]]:
         """
         Remove what L{putContent} left behind when its process was killed

@@ -164,6 +164,15 @@ class IStorageDriver(Interface):
         Missing parent directories are made.
         """
 
+    def createExclusive(path: str, content: bytes) -> Deferred[bool]:
+        """
+        Create the file at C{path} with C{content} only if nothing is there:
+        C{True} if this call made it, C{False} if a file was already there.
+        Of callers racing for the same path (in any process sharing the
+        storage), exactly one is told C{True}. Missing parent directories
+        are made.
+        """
+
     def reader(path: str, offset: int = 0) -> Deferred[IReader]:
         """
         Open a file to read from C{offset}.

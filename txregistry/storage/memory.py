@@ -92,6 +92,12 @@ class MemoryDriver:
         self._store(path, bytes(content))
         return succeed(None)
 
+    def createExclusive(self, path: str, content: bytes) -> Deferred[bool]:
+        if path in self._files:
+            return succeed(False)
+        self._store(path, bytes(content))
+        return succeed(True)
+
     def reader(self, path: str, offset: int = 0) -> Deferred[IReader]:
         if path not in self._files:
             return fail(PathNotFound(path))

@@ -504,6 +504,19 @@ class S3Driver:
 
         return ensureDeferred(put())
 
+    def createExclusive(self, path: str, content: bytes) -> Deferred[bool]:
+        async def create() -> bool:
+            # A conditional write (AWS, MinIO and SeaweedFS honour it): 412
+            # if the key exists, 409 if another such write to it is under way.
+            headers = {"If-None-Match": "*", **self.objectHeaders()}
+            response = await self.client.request(
+                "PUT", self.key(path), headers=headers, body=content, ok=(200, 409, 412)
+            )
+            await treq.content(response)
+            return response.code == 200
+
+        return ensureDeferred(create())
+
     def reader(self, path: str, offset: int = 0) -> Deferred[IReader]:
         async def open_() -> IReader:
             try:
