@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import yaml
@@ -36,6 +37,7 @@ from txregistry.config.schema import (
     Config,
     ConfigError,
     Filesystem,
+    Fleet,
     Htpasswd,
     InMemory,
     Log,
@@ -498,6 +500,7 @@ def _http(reader: _Reader) -> HTTP:
         host=host,
         relativeURLs=reader.get("http.relativeurls", bool, defaults.relativeURLs),
         headers=parsed,
+        secret=reader.get("http.secret", str) or None,
     )
 
 
@@ -590,7 +593,39 @@ def _proxy(reader: _Reader) -> Proxy | None:
         evictionInterval=interval,
         timeout=timeout.total_seconds(),
         revalidateTimeout=revalidateTimeout.total_seconds(),
+        fleet=_fleet(reader),
     )
+
+
+#: The shortest http.secret a fleet's requests are signed with.
+_MIN_SECRET = 16
+
+
+def _fleet(reader: _Reader) -> Fleet | None:
+    if reader.get("proxy.fleet", dict) is None:
+        return None
+    advertise = reader.get("proxy.fleet.advertise", str)
+    if not advertise:
+        raise ConfigError(
+            "proxy.fleet.advertise: missing: the http://host:port other instances reach this one at"
+        )
+    parts = urlsplit(advertise)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+        raise ConfigError(
+            f"proxy.fleet.advertise: expected a URL like http://10.0.0.5:5000, got {advertise!r}"
+        )
+    secret = reader.get("http.secret", str)
+    if not secret:
+        raise ConfigError(
+            "http.secret: the instances of proxy.fleet sign their requests to each other with it: "
+            "give every instance the same secret"
+        )
+    if len(secret) < _MIN_SECRET:
+        raise ConfigError(f"http.secret: must be at least {_MIN_SECRET} characters for proxy.fleet")
+    lease = reader.duration("proxy.fleet.lease", Fleet(advertise="").lease)
+    if lease < timedelta(seconds=3):
+        raise ConfigError("proxy.fleet.lease: must be at least 3s")
+    return Fleet(advertise=f"{parts.scheme}://{parts.netloc}", lease=lease)
 
 
 def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> Config:

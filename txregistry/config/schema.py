@@ -198,6 +198,9 @@ class HTTP:
     host: str | None = None
     relativeURLs: bool = False
     headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: registry:2's key for what it signs; what instances of a fleet sign
+    #: their requests to each other with.
+    secret: str | None = None
 
 
 @attrs.frozen
@@ -223,6 +226,19 @@ class Upstream:
 
 
 @attrs.frozen
+class Fleet:
+    """
+    C{proxy.fleet}: instances sharing a store fetch each blob from upstream
+    once between them (the others stream it from the one fetching).
+    """
+
+    #: How other instances reach this one: C{http://host:port}.
+    advertise: str
+    #: How long a lease on a blob being fetched lasts unless renewed.
+    lease: timedelta = timedelta(minutes=2)
+
+
+@attrs.frozen
 class Proxy:
     """
     registry:2's C{proxy} section, with more than one upstream allowed.
@@ -242,6 +258,8 @@ class Proxy:
     #: Seconds a cached tag's revalidation may take before the cached
     #: copy is served instead.
     revalidateTimeout: float = 3.0
+    #: Fetching blobs once for all instances sharing the store.
+    fleet: Fleet | None = None
 
     @property
     def default(self) -> Upstream | None:
