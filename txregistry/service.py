@@ -125,7 +125,11 @@ def cacheOf(config: Config, registry: Registry) -> PullThroughCache | None:
         raise ConfigError(
             f"proxy: the pull-through cache needs the proxy extra (pip install 'txregistry[proxy]'): {e}"
         ) from None
-    return PullThroughCache(registry, config.proxy)
+    cache = PullThroughCache(registry, config.proxy)
+    if config.proxy.fleet is not None:
+        assert config.http.secret is not None
+        cache.joinFleet(config.proxy.fleet, config.http.secret)
+    return cache
 
 
 def served(config: Config, registry: Registry | None = None) -> IRegistry:
@@ -216,7 +220,19 @@ def site(config: Config, registry: IRegistry | None = None) -> Site:
     A site that serves the registry (as L{resource} does) at C{/v2/}, and
     OCI errors elsewhere.
     """
-    return _Site(RootResource(resource(config, registry)), config.log.accessLog)
+    registry = registry if registry is not None else served(config)
+    root = RootResource(resource(config, registry))
+    if config.proxy is not None and config.proxy.fleet is not None and config.http.secret is not None:
+        from txregistry.proxy import PullThroughCache
+        from txregistry.web.fleet import FleetResource
+
+        if isinstance(registry, PullThroughCache):
+            # Outside /v2/ and its guard: the fleet's requests are signed.
+            secret = config.http.secret.encode()
+            root.putChild(
+                b"_txregistry", FleetResource(Context(registry), registry.inProgress, secret, reactor)
+            )
+    return _Site(root, config.log.accessLog)
 
 
 class _CannotStart(SystemExit, Exception):

@@ -18,13 +18,16 @@ from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from txregistry.config import Proxy
+from txregistry.config.schema import Fleet
 from txregistry.errors import RegistryError
 from txregistry.flight import SingleFlight
 from txregistry.logging import logger
 from txregistry.manifest import MAX_MANIFEST_SIZE, Descriptor, Manifest, parseManifest, storedMediaType
 from txregistry.proxy.download import BlobDownload, DownloadFailed
+from txregistry.proxy.lease import Holder, Lease, Leases
 from txregistry.proxy.metrics import ProxyMetrics
 from txregistry.proxy.own import ClaimableRepository, OwnRepositories
+from txregistry.proxy.peer import PeerClient, PeerDownload
 from txregistry.proxy.route import Route
 from txregistry.proxy.upstream import (
     MANIFEST_ACCEPT,
@@ -486,7 +489,9 @@ class PullThroughCache:
                 return _CountingReader(await blobs.open(digest, offset), self.metrics)
 
             return BlobSource(digest, size, open, blobs.redirectURL(digest))
-        download = self._downloads.get(digest)
+        download: BlobDownload | PeerDownload | None = self._downloads.get(digest)
+        if download is None and self._peers is not None:
+            download = self._streams.get(digest)
         if download is None and head:
             return await self._headBlob(route, digest)
         if download is None:
@@ -494,6 +499,9 @@ class PullThroughCache:
                 download = await self._flights.run(("blob", digest), lambda: self._download(route, digest))
             except UpstreamError as e:
                 raise asRegistryError(e, RegistryError.blobUnknown(digest)) from None
+            if download is None:
+                # Stored by the instance of the fleet that fetched it.
+                return await self.blob(route, digest, head)
         download.names.add(route.name)
 
         async def tail(offset: int) -> IReader:
@@ -537,7 +545,123 @@ class PullThroughCache:
             raise asRegistryError(e, RegistryError.blobUnknown(digest)) from None
         return source
 
-    async def _download(self, route: Route, digest: Digest) -> BlobDownload:
+    # The fleet: instances sharing the store fetch each blob once.
+
+    _leases: Leases | None = None
+    _peers: PeerClient | None = None
+    #: Blobs being streamed from the instances fetching them (once in a fleet).
+    _streams: dict[Digest, PeerDownload]
+    #: Who waits for the upstream's answer to a fetch leased here.
+    _starting: dict[Digest, list[Deferred[None]]]
+
+    def joinFleet(self, fleet: Fleet, secret: str) -> None:
+        """
+        Fetch blobs once for every instance sharing the store: take a lease
+        on each blob fetched, and stream those other instances hold leases
+        on from them.
+        """
+        lease = fleet.lease.total_seconds()
+        self._leases = Leases(self.registry.driver, fleet.advertise, lease, self.clock)
+        self._peers = PeerClient(secret.encode(), self.config.timeout, self.reactor)
+        self._streams = {}
+        self._starting = {}
+
+    async def inProgress(self, digest: Digest) -> BlobSource | None:
+        """
+        The blob, while this instance fetches it from upstream, for other
+        instances of the fleet: never what is in the store, nor what this
+        instance streams from another.
+        """
+        if digest in self._starting:
+            # Leased, and the upstream yet to answer: peers come that soon.
+            started: Deferred[None] = Deferred()
+            self._starting[digest].append(started)
+            await started
+        download = self._downloads.get(digest)
+        if not isinstance(download, BlobDownload) or download.done.called:
+            return None
+
+        async def open(offset: int) -> IReader:
+            return download.reader(offset)
+
+        return BlobSource(digest, download.size, open)
+
+    async def _download(self, route: Route, digest: Digest) -> BlobDownload | PeerDownload | None:
+        """
+        The blob as it arrives: from upstream, or in a fleet from the
+        instance fetching it; C{None} if that instance has stored it since.
+        """
+        if self._leases is None or self._peers is None:
+            return await self._fetch(route, digest)
+        claim: Lease | Holder | None
+        try:
+            claim = await self._leases.claim(digest)
+        except Exception as e:
+            log.warn("no lease on blob {digest} ({why}): fetching it", digest=digest, why=e)
+            claim = None
+        if isinstance(claim, Lease) and await self.registry.storedSize(digest) is not None:
+            # Its last holder stored it (and let go) since we looked.
+            await claim.release()
+            return None
+        if not isinstance(claim, Holder):
+            return await self._fetch(route, digest, claim)
+
+        async def resume(offset: int) -> IReader:
+            return await self._resume(route, digest, offset)
+
+        peer = await self._peers.stream(claim.address, digest, resume, self.spoolDirectory)
+        if peer is None:
+            if await self.registry.storedSize(digest) is not None:
+                return None
+            return await self._fetch(route, digest)
+        self._streams[digest] = peer
+        peer.done.addCallback(lambda _: self._streams.pop(digest, None))
+        return peer
+
+    async def _resume(self, route: Route, digest: Digest, offset: int) -> IReader:
+        """
+        A reader from C{offset} of a blob whose stream from another
+        instance broke: from the store if it is there, else from a fetch of
+        this instance's own.
+        """
+        blobs = self.registry.blobs(route.name)
+        download = self._downloads.get(digest)
+        if not isinstance(download, BlobDownload):
+            if await self._elsewhere(route, digest) is not None:
+                return await blobs.open(digest, offset)
+            download = await self._fetch(route, digest)
+        if download.stored:
+            return await blobs.open(digest, offset)
+        return download.reader(offset)
+
+    async def _fetch(self, route: Route, digest: Digest, lease: Lease | None = None) -> BlobDownload:
+        if lease is not None:
+            self._starting[digest] = []
+        try:
+            # One fetch however many ask here: clients, and readers whose
+            # stream from another instance broke.
+            download = self._downloads.get(digest) or await self._flights.run(
+                ("fetch", digest), lambda: self._fetchUpstream(route, digest)
+            )
+        except BaseException:
+            if lease is not None:
+                await lease.release()
+            raise
+        finally:
+            if lease is not None:
+                for started in self._starting.pop(digest, []):
+                    started.callback(None)
+        if lease is not None:
+
+            def release(result: object) -> object:
+                # Not waited for: an unreleased lease expires anyway.
+                Deferred.fromCoroutine(lease.release())
+                return result
+
+            download.done.addBoth(release)
+        return download
+
+    async def _fetchUpstream(self, route: Route, digest: Digest) -> BlobDownload:
         self.metrics.misses["blob"] += 1
         response = await route.client.request("blob", "GET", route.remote, f"blobs/{digest}", follow=True)
         route.client.check(response, f"blob {digest}")

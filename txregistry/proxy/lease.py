@@ -1,0 +1,170 @@
+"""
+Leases on blobs being fetched from upstream, kept in the store the
+instances of a fleet share: the first instance to miss a blob creates the
+lease (an exclusive create, which exactly one racer wins) and fetches it;
+the others read from the lease where to stream the download from.
+
+A lease says where its holder can be reached and until when it holds.
+The holder renews it every third of its duration while it downloads and
+deletes it when done; an expired lease (its holder died, or cannot reach
+the store) is deleted by whoever finds it, and the race run again. Expiry
+is by the clocks of the instances, which must roughly agree.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from txregistry.logging import logger
+from txregistry.reference import Digest
+from txregistry.storage import IStorageDriver, PathNotFound
+
+log = logger(__name__)
+
+#: Where leases are kept: beside the pull record, outside registry:2's own
+#: layout (which has no such thing).
+LEASES = "/docker/registry/v2/_proxy/leases"
+#: How often an instance runs the race for a lease before it gives up and
+#: fetches without one.
+_ATTEMPTS = 3
+
+
+@attrs.frozen
+class Holder:
+    """
+    Another instance's lease on a blob: where its download can be read.
+    """
+
+    address: str
+    owner: str
+
+
+@attrs.frozen
+class _Content:
+    owner: str
+    address: str
+    expires: float
+
+    def encode(self) -> bytes:
+        return json.dumps(attrs.asdict(self)).encode()
+
+    @classmethod
+    def parse(cls, content: bytes) -> _Content | None:
+        try:
+            document = json.loads(content)
+            found = cls(str(document["owner"]), str(document["address"]), float(document["expires"]))
+        except (ValueError, TypeError, KeyError, RecursionError):
+            return None
+        return found
+
+
+class Lease:
+    """
+    This instance's lease on one blob, renewed until L{release}d.
+    """
+
+    def __init__(self, leases: Leases, digest: Digest, owner: str) -> None:
+        self._leases = leases
+        self.digest = digest
+        self.owner = owner
+        self._renewal = LoopingCall(self._renew)
+        self._renewal.clock = leases.clock
+        self._renewal.start(leases.duration / 3, now=False).addErrback(
+            lambda f: log.failure("renewing the lease on {digest}", f, digest=digest)
+        )
+
+    async def _mine(self) -> bool:
+        try:
+            found = _Content.parse(await self._leases.driver.getContent(self._leases.path(self.digest)))
+        except PathNotFound:
+            return False
+        return found is not None and found.owner == self.owner
+
+    def _renew(self) -> Deferred[None]:
+        async def renew() -> None:
+            # Another instance may have taken it over after it expired: that
+            # lease is not overwritten.
+            if not await self._mine():
+                log.warn("the lease on {digest} was taken over", digest=self.digest)
+                self._renewal.stop()
+                return
+            await self._leases.driver.putContent(
+                self._leases.path(self.digest), self._leases.content(self.owner)
+            )
+
+        d: Deferred[None] = Deferred.fromCoroutine(renew())
+        # A renewal that fails is tried again at the next interval.
+        d.addErrback(
+            lambda f: log.warn("renewing the lease on {digest}: {why}", digest=self.digest, why=f.value)
+        )
+        return d
+
+    async def release(self) -> None:
+        """
+        Stop renewing and delete the lease, unless it is no longer ours.
+        """
+        if self._renewal.running:
+            self._renewal.stop()
+        try:
+            if await self._mine():
+                await self._leases.driver.delete(self._leases.path(self.digest))
+        except PathNotFound:
+            pass
+        except Exception:
+            # It expires anyway.
+            log.failure("releasing the lease on {digest}", Failure(), digest=self.digest)
+
+
+class Leases:
+    """
+    Leases of this instance (reached at C{address} by the others) on the
+    blobs it fetches, lasting C{duration} seconds unless renewed.
+    """
+
+    def __init__(self, driver: IStorageDriver, address: str, duration: float, clock: IReactorTime) -> None:
+        self.driver = driver
+        self.address = address
+        self.duration = duration
+        self.clock = clock
+
+    def path(self, digest: Digest) -> str:
+        return f"{LEASES}/{digest.algorithm}/{digest.hex}"
+
+    def content(self, owner: str) -> bytes:
+        return _Content(owner, self.address, self.clock.seconds() + self.duration).encode()
+
+    async def claim(self, digest: Digest) -> Lease | Holder | None:
+        """
+        A lease of ours on C{digest}, or the live lease another instance
+        holds; C{None} if the race could not be settled (the caller then
+        fetches without a lease). Fails if the store cannot be reached.
+        """
+        path = self.path(digest)
+        for _ in range(_ATTEMPTS):
+            owner = uuid.uuid4().hex
+            if await self.driver.createExclusive(path, self.content(owner)):
+                return Lease(self, digest, owner)
+            try:
+                found = _Content.parse(await self.driver.getContent(path))
+            except PathNotFound:
+                # Released meanwhile: race again.
+                continue
+            if found is not None and found.owner == owner:
+                # Our own create, retried by the driver after its answer was lost.
+                return Lease(self, digest, owner)
+            if found is not None and found.expires > self.clock.seconds() and found.address != self.address:
+                return Holder(found.address, found.owner)
+            # Expired, unreadable, or left by an earlier run of this instance
+            # (whose downloads are gone with it).
+            try:
+                await self.driver.delete(path)
+            except PathNotFound:
+                pass
+        return None
