@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -18,16 +18,21 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 import txregistry
 from tests.conftest import configFor
-from tests.helpers import Client, RegistryProcess, sha256
-from tests.proxy import Counting, Upstream, listen
+from tests.helpers import Client, RegistryProcess, serving, sha256
+from tests.proxy import Counting, Upstream, listen, upstreamRegistry
 from tests.s3server import SeaweedFS
 from tests.test_drivers import driver  # noqa: F401 (a fixture)
-from txregistry.storage import IStorageDriver
+from tests.test_startup import SERVE, run
+from txregistry.reference import Digest
+from txregistry.service import registryOf
+from txregistry.storage import IStorageDriver, layout
+from txregistry.web.fleet import authorization
 
 
 @pytest_twisted.ensureDeferred
@@ -212,4 +217,123 @@ async def test_one_upstream_fetch_per_blob_for_the_fleet(
         for bodies in results:
             assert [sha256(body) for body in bodies] == digests
         fetched = {d: upstream.counting.count("GET", f"/v2/team/app/blobs/{d}") for d in digests}
-        assert fetched == {d: 1 for d in digests}
+        warnings = [line for p in processes for line in p.output().splitlines() if "#warn" in line]
+        assert fetched == {d: 1 for d in digests}, warnings
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = reactor.seconds() + timeout
+    while not condition():
+        assert reactor.seconds() < deadline, "timed out"
+        await deferLater(reactor, 0.05)
+
+
+@pytest_twisted.ensureDeferred
+async def test_holder_killed_mid_download(tmp_path: object, seaweedfs: SeaweedFS) -> None:
+    tmp = str(tmp_path)
+    root = f"/fleet/{uuid.uuid4()}"
+    storage = ["s3:", *(f"  {line}" for line in seaweedfs.configLines(root))]
+    layer = os.urandom(6 * 1024 * 1024)
+    digest = sha256(layer)
+    path = f"/v2/team/app/blobs/{digest}"
+    async with slowUpstream(os.path.join(tmp, "upstream"), 2 * 1024 * 1024) as (upstream, edge, pusher):
+        await pushImage(pusher, edge, [layer])
+        with fleet(tmp, storage, upstream.url) as (a, b, c):
+            clients = [Client(process.base) for process in (a, b, c)]
+            try:
+                holding = Deferred.fromCoroutine(clients[0].request("GET", path))
+                holding.addErrback(lambda _: None)
+                await until(lambda: edge.sent[digest] > 0)
+                others = [Deferred.fromCoroutine(client.request("GET", path)) for client in clients[1:] * 2]
+                await until(lambda: edge.sent[digest] >= len(layer) // 3)
+                # B and C stream from A: nothing else asked upstream.
+                assert upstream.counting.count("GET", path) == 1
+                a.kill()
+                bodies = await gatherResults(others)
+                assert [(r.code, sha256(r.body)) for r in bodies] == [(200, digest)] * 4
+                # From the upstream, once or twice (B and C each on their own).
+                assert upstream.counting.count("GET", path) in (2, 3)
+            finally:
+                for client in clients:
+                    await client.close()
+    # What is in the store is whole.
+    registry = registryOf(configFor(root, seaweedfs))
+    try:
+        assert await registry.storedSize(Digest.parse(digest)) == len(layer)
+        assert sha256(await registry.driver.getContent(layout.blobData(Digest.parse(digest)))) == digest
+    finally:
+        await registry.driver.close()
+
+
+def fleetConfig(
+    upstream: str, secret: str | None = SECRET, advertise: str | None = "http://127.0.0.1:1"
+) -> str:
+    lines = ["proxy:", f"  remoteurl: {upstream}", "  fleet:"]
+    if advertise is not None:
+        lines.append(f"    advertise: {advertise}")
+    lines.append("    lease: 1m")
+    if secret is not None:
+        lines += ["http:", f"  secret: {secret}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_fleet_endpoint_needs_a_fresh_signature_and_serves_no_store(tmp_path: object) -> None:
+    async with upstreamRegistry(os.path.join(str(tmp_path), "upstream")) as upstream:
+        layer = os.urandom(100_000)
+        digest = await upstream.client.pushBlob("team/app", layer)
+        async with serving(configFor(None, extra=fleetConfig(upstream.url))) as instance:
+            # Now in its store.
+            assert (await instance.request("GET", f"/v2/team/app/blobs/{digest}")).body == layer
+            path = f"/_txregistry/fleet/blobs/{digest}"
+            now = reactor.seconds()
+            cases = {
+                None: 401,
+                "Basic dXNlcjpwYXNz": 401,
+                "Fleet": 403,
+                f"Fleet {int(now)}:{'0' * 64}": 403,
+                authorization(b"another-secret-0123456789", digest, now): 403,
+                authorization(SECRET.encode(), digest, now - 120): 403,
+                authorization(SECRET.encode(), digest, now + 120): 403,
+                authorization(SECRET.encode(), sha256(b"other"), now): 403,
+                # Good: but nothing is being fetched, and the store is not served.
+                authorization(SECRET.encode(), digest, now): 404,
+            }
+            for header, status in cases.items():
+                response = await instance.request(
+                    "GET", path, headers={"Authorization": header} if header else {}
+                )
+                assert (header, response.code) == (header, status)
+                assert layer not in response.body
+                assert response.json()["errors"][0]["code"] in ("UNAUTHORIZED", "DENIED", "BLOB_UNKNOWN")
+            bad = "sha256:nothex"
+            response = await instance.request(
+                "GET",
+                f"/_txregistry/fleet/blobs/{bad}",
+                headers={"Authorization": authorization(SECRET.encode(), bad, now)},
+            )
+            assert response.code == 404
+            assert (await instance.request("GET", "/_txregistry/other")).code == 404
+
+
+@pytest.mark.parametrize(
+    ("secret", "advertise", "line"),
+    [
+        (None, "http://127.0.0.1:1", "http.secret: the instances of proxy.fleet sign"),
+        ("short", "http://127.0.0.1:1", "http.secret: must be at least 16 characters"),
+        (SECRET, None, "proxy.fleet.advertise: missing"),
+        (SECRET, "127.0.0.1:5000", "proxy.fleet.advertise: expected a URL"),
+    ],
+)
+def test_a_fleet_that_cannot_be_stops_start_up(
+    tmp_path: object, secret: str | None, advertise: str | None, line: str
+) -> None:
+    path = os.path.join(str(tmp_path), "config.yml")
+    with open(path, "w") as f:
+        f.write(
+            "version: 0.1\nstorage:\n  inmemory:\n" + fleetConfig("http://127.0.0.1:1", secret, advertise)
+        )
+    result = run([*SERVE, path], cwd=str(tmp_path))
+    assert result.returncode != 0
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert line in result.stderr, result.stderr
