@@ -175,11 +175,15 @@ def fleet(tmp: str, storage: list[str], upstream: str, count: int = 3) -> Iterat
             process.stop()
 
 
-async def pull(client: Client, digests: list[str]) -> list[bytes]:
+async def pull(client: Client, digests: list[str], ready: Deferred[None]) -> list[bytes]:
+    """
+    Pull the image: its manifest, then once C{ready} fires, its blobs.
+    """
     manifest = await client.request(
         "GET", "/v2/team/app/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}
     )
     assert manifest.code == 200, manifest
+    await ready
     bodies = await gatherResults(
         [Deferred.fromCoroutine(client.request("GET", f"/v2/team/app/blobs/{d}")) for d in digests]
     )
@@ -208,9 +212,15 @@ async def test_one_upstream_fetch_per_blob_for_the_fleet(
         with fleet(tmp, storage, upstream.url) as processes:
             clients = [Client(process.base) for process in processes]
             try:
-                # Five pulls at once on each of the three instances.
-                pulls = [pull(client, digests) for client in clients for _ in range(5)]
-                results = await gatherResults([Deferred.fromCoroutine(p) for p in pulls])
+                # Five pulls at once on each of the three instances, whose
+                # blobs are all asked for at once.
+                ready: list[Deferred[None]] = [Deferred() for _ in range(15)]
+                pulls = [pull(clients[i // 5], digests, ready[i]) for i in range(15)]
+                pulling = gatherResults([Deferred.fromCoroutine(p) for p in pulls])
+                await until(lambda: all(d.callbacks for d in ready))
+                for d in ready:
+                    d.callback(None)
+                results = await pulling
             finally:
                 for client in clients:
                     await client.close()
