@@ -175,14 +175,18 @@ def fleet(tmp: str, storage: list[str], upstream: str, count: int = 3) -> Iterat
             process.stop()
 
 
-async def pull(client: Client, digests: list[str], ready: Deferred[None]) -> list[bytes]:
+async def pull(
+    client: Client, digests: list[str], ready: Deferred[None], arrived: list[Client]
+) -> list[bytes]:
     """
-    Pull the image: its manifest, then once C{ready} fires, its blobs.
+    Pull the image: its manifest, then (said in C{arrived}) once C{ready}
+    fires, its blobs.
     """
     manifest = await client.request(
         "GET", "/v2/team/app/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}
     )
     assert manifest.code == 200, manifest
+    arrived.append(client)
     await ready
     bodies = await gatherResults(
         [Deferred.fromCoroutine(client.request("GET", f"/v2/team/app/blobs/{d}")) for d in digests]
@@ -215,9 +219,10 @@ async def test_one_upstream_fetch_per_blob_for_the_fleet(
                 # Five pulls at once on each of the three instances, whose
                 # blobs are all asked for at once.
                 ready: list[Deferred[None]] = [Deferred() for _ in range(15)]
-                pulls = [pull(clients[i // 5], digests, ready[i]) for i in range(15)]
+                arrived: list[Client] = []
+                pulls = [pull(clients[i // 5], digests, ready[i], arrived) for i in range(15)]
                 pulling = gatherResults([Deferred.fromCoroutine(p) for p in pulls])
-                await until(lambda: all(d.callbacks for d in ready))
+                await until(lambda: len(arrived) == len(pulls))
                 for d in ready:
                     d.callback(None)
                 results = await pulling
