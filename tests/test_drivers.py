@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_twisted
 from botocore.credentials import Credentials
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IConsumer
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -422,3 +422,19 @@ async def test_s3_credentials_refresh_off_the_reactor(seaweedfs: SeaweedFS) -> N
         assert refreshedIn and threading.main_thread() not in refreshedIn
     finally:
         await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_exclusive_create(driver: IStorageDriver) -> None:
+    path = "/a/lease"
+    assert await driver.createExclusive(path, b"first")
+    assert not await driver.createExclusive(path, b"second")
+    assert await driver.getContent(path) == b"first"
+    await driver.delete(path)
+    # Of many at once, exactly one.
+    results = await DeferredList([driver.createExclusive(path, b"%d" % i) for i in range(8)])
+    won = [i for i, (ok, created) in enumerate(results) if ok and created]
+    assert len(won) == 1
+    assert await driver.getContent(path) == b"%d" % won[0]
+    # Nothing else beside it (no temporaries left).
+    assert await driver.list("/a") == [path]

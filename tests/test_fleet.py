@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -27,28 +27,11 @@ from tests.conftest import configFor
 from tests.helpers import Client, RegistryProcess, serving, sha256
 from tests.proxy import Counting, Upstream, listen, upstreamRegistry
 from tests.s3server import SeaweedFS
-from tests.test_drivers import driver  # noqa: F401 (a fixture)
 from tests.test_startup import SERVE, run
 from txregistry.reference import Digest
 from txregistry.service import registryOf
-from txregistry.storage import IStorageDriver, layout
-from txregistry.web.fleet import authorization
-
-
-@pytest_twisted.ensureDeferred
-async def test_exclusive_create(driver: IStorageDriver) -> None:  # noqa: F811
-    path = "/a/lease"
-    assert await driver.createExclusive(path, b"first")
-    assert not await driver.createExclusive(path, b"second")
-    assert await driver.getContent(path) == b"first"
-    await driver.delete(path)
-    # Of many at once, exactly one.
-    results = await DeferredList([driver.createExclusive(path, b"%d" % i) for i in range(8)])
-    won = [i for i, (ok, created) in enumerate(results) if ok and created]
-    assert len(won) == 1
-    assert await driver.getContent(path) == b"%d" % won[0]
-    # Nothing else beside it (no temporaries left).
-    assert await driver.list("/a") == [path]
+from txregistry.signing import authorization
+from txregistry.storage import layout
 
 
 class SlowBlobs(Resource):

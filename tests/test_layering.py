@@ -22,7 +22,7 @@ PACKAGE = Path(txregistry.__file__).parent
 #: anything under them).
 FORBIDDEN = {
     "txregistry.web": ("txregistry.proxy",),
-    "txregistry.proxy": ("txregistry.storage.layout",),
+    "txregistry.proxy": ("txregistry.storage.layout", "txregistry.web"),
     "txregistry.storage": ("txregistry.registry", "txregistry.web", "txregistry.proxy"),
     "txregistry.registry": ("txregistry.web", "txregistry.proxy"),
 }

@@ -28,6 +28,7 @@ from txregistry.registry import IRegistry, Registry, UploadPurger
 from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
 from txregistry.web import (
     Context,
+    FleetResource,
     Guard,
     RegistryChannel,
     RegistryResource,
@@ -224,7 +225,6 @@ def site(config: Config, registry: IRegistry | None = None) -> Site:
     root = RootResource(resource(config, registry))
     if config.proxy is not None and config.proxy.fleet is not None and config.http.secret is not None:
         from txregistry.proxy import PullThroughCache
-        from txregistry.web.fleet import FleetResource
 
         if isinstance(registry, PullThroughCache):
             # Outside /v2/ and its guard: the fleet's requests are signed.

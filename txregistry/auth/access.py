@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 
 from zope.interface import implementer
 
@@ -40,7 +40,7 @@ def globMatcher(globs: Sequence[str]) -> Callable[[str], bool]:
 
 
 def _match(parts: tuple[re.Pattern[str] | None, ...], components: tuple[str, ...]) -> bool:
-    @lru_cache(maxsize=None)
+    @cache
     def at(p: int, c: int) -> bool:
         if p == len(parts):
             return c == len(components)

@@ -17,8 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
-from txregistry.config import Proxy
-from txregistry.config.schema import Fleet
+from txregistry.config import Fleet, Proxy
 from txregistry.errors import RegistryError
 from txregistry.flight import SingleFlight
 from txregistry.logging import logger
@@ -192,6 +191,13 @@ class PullThroughCache:
         # The tags to record once a manifest a HEAD found is stored.
         self._tagging: dict[tuple[str, Digest], set[str]] = {}
         self._tagLists: ContentCache[str, tuple[float, list[str]]] = ContentCache(_REMEMBERED)
+        # The fleet, once joined.
+        self._leases: Leases | None = None
+        self._peers: PeerClient | None = None
+        # Blobs being streamed from the instances fetching them.
+        self._streams: dict[Digest, PeerDownload] = {}
+        # Who waits for the upstream's answer to a fetch leased here.
+        self._starting: dict[Digest, list[Deferred[None]]] = {}
 
     # The registry contract.
 
@@ -267,8 +273,9 @@ class PullThroughCache:
         every byte before that) and the pulls recorded so far to be in the
         store.
         """
-        while self._downloads or self._recording:
+        while self._downloads or self._streams or self._recording:
             pending = [download.done for download in self._downloads.values()]
+            pending += [stream.done for stream in self._streams.values()]
             await DeferredList(pending + list(self._recording), consumeErrors=True)
 
     async def _recorded(self) -> None:
@@ -547,13 +554,6 @@ class PullThroughCache:
 
     # The fleet: instances sharing the store fetch each blob once.
 
-    _leases: Leases | None = None
-    _peers: PeerClient | None = None
-    #: Blobs being streamed from the instances fetching them (once in a fleet).
-    _streams: dict[Digest, PeerDownload]
-    #: Who waits for the upstream's answer to a fetch leased here.
-    _starting: dict[Digest, list[Deferred[None]]]
-
     def joinFleet(self, fleet: Fleet, secret: str) -> None:
         """
         Fetch blobs once for every instance sharing the store: take a lease
@@ -561,10 +561,10 @@ class PullThroughCache:
         on from them.
         """
         lease = fleet.lease.total_seconds()
-        self._leases = Leases(self.registry.driver, fleet.advertise, lease, self.clock)
+        self._leases = Leases(
+            self.registry.driver, self.registry.leasePath, fleet.advertise, lease, self.clock
+        )
         self._peers = PeerClient(secret.encode(), self.config.timeout, self.reactor)
-        self._streams = {}
-        self._starting = {}
 
     async def inProgress(self, digest: Digest) -> BlobSource | None:
         """

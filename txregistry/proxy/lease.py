@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -28,9 +29,6 @@ from txregistry.storage import IStorageDriver, PathNotFound
 
 log = logger(__name__)
 
-#: Where leases are kept: beside the pull record, outside registry:2's own
-#: layout (which has no such thing).
-LEASES = "/docker/registry/v2/_proxy/leases"
 #: How often an instance runs the race for a lease before it gives up and
 #: fetches without one.
 _ATTEMPTS = 3
@@ -128,14 +126,19 @@ class Leases:
     blobs it fetches, lasting C{duration} seconds unless renewed.
     """
 
-    def __init__(self, driver: IStorageDriver, address: str, duration: float, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        driver: IStorageDriver,
+        path: Callable[[Digest], str],
+        address: str,
+        duration: float,
+        clock: IReactorTime,
+    ) -> None:
         self.driver = driver
+        self.path = path
         self.address = address
         self.duration = duration
         self.clock = clock
-
-    def path(self, digest: Digest) -> str:
-        return f"{LEASES}/{digest.algorithm}/{digest.hex}"
 
     def content(self, owner: str) -> bytes:
         return _Content(owner, self.address, self.clock.seconds() + self.duration).encode()

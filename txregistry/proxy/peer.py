@@ -36,8 +36,8 @@ from txregistry.logging import logger
 from txregistry.proxy.download import DownloadFailed
 from txregistry.proxy.upstream import discard
 from txregistry.reference import Digest
+from txregistry.signing import authorization
 from txregistry.storage import IReader
-from txregistry.web.fleet import authorization
 
 log = logger(__name__)
 

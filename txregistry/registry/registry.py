@@ -76,6 +76,12 @@ class Registry:
         """
         return PullRecord(self.driver, clock, every)
 
+    def leasePath(self, digest: Digest) -> str:
+        """
+        Where the fleet's lease on fetching C{digest} is kept.
+        """
+        return layout.proxyLease(digest)
+
     async def storedSize(self, digest: Digest) -> int | None:
         """
         The size of content in the blob store, whichever repository it came

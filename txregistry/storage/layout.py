@@ -24,6 +24,11 @@ and, on a cache of a default upstream that takes pushes, which
 repositories are the registry's own (a marker each):
 
     /docker/registry/v2/_proxy/own/<name>/_own
+
+and, in a fleet of caches on one store, which instance is fetching a blob
+(a lease each):
+
+    /docker/registry/v2/_proxy/leases/<alg>/<hex>
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ def repository(name: str) -> str:
 
 PROXY_REPOSITORIES = f"{ROOT}/_proxy/repositories"
 PROXY_OWN = f"{ROOT}/_proxy/own"
+PROXY_LEASES = f"{ROOT}/_proxy/leases"
 
 
 def proxyRepository(name: str) -> str:
@@ -108,6 +114,10 @@ def proxyRepository(name: str) -> str:
 
 def proxyOwn(name: str) -> str:
     return f"{PROXY_OWN}/{name}/_own"
+
+
+def proxyLease(digest: Digest) -> str:
+    return f"{PROXY_LEASES}/{digest.algorithm}/{digest.hex}"
 
 
 def proxyEntry(name: str, kind: str, digest: Digest) -> str:

@@ -15,6 +15,7 @@ TLS_HANDSHAKE = b"\x16"
 # one) and an optional port: what may go into the URLs of Location headers.
 _HOST = re.compile(rb"(?:[A-Za-z0-9._~%!$&'()*+,;=-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
 
+
 def isHost(value: bytes) -> bool:
     """
     Whether C{value} is a host[:port] that may go into a URL we answer with.

@@ -259,4 +259,3 @@ class SiteRequest(RegistryRequest):
 
     def streams(self, path: bytes) -> bool:
         return True
-
