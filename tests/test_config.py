@@ -23,6 +23,7 @@ from txregistry.config import (
     Upstream,
     isPrivate,
     listenEndpoint,
+    loadConfig,
     parseConfig,
     parseDuration,
     parseSize,
@@ -662,3 +663,14 @@ def test_blob_descriptor_caches_we_lack(cache: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parseConfig("version: 0.1\nstorage:\n  inmemory: {}\n  cache:\n" + cache, environ={})
     assert str(caught.value).startswith(message), caught.value
+
+
+def test_the_fleet_example() -> None:
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    environ = {"REGISTRY_PROXY_FLEET_ADVERTISE": "http://10.0.0.5:5000"}
+    config = loadConfig(os.path.join(examples, "fleet.yml"), environ)
+    assert config.warnings == ()
+    assert config.proxy is not None and config.proxy.fleet is not None
+    assert config.proxy.fleet.advertise == "http://10.0.0.5:5000"
+    assert config.proxy.allowPush
+    assert config.http.secret
