@@ -1,0 +1,226 @@
+"""
+The memory of a pull-through cache of an HTTPS upstream on S3 storage over
+plain HTTP (storage.s3.secure: false): the deployment that runs an instance
+on every node, in a 128 MB job, all of them on one bucket. Its idle
+resident memory, and its peak while 15 clients pull an image of 128 MiB
+that is not cached yet, from a registry in its own process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.bigblobs import MiB, Pattern, RSSSampler
+from tests.helpers import RegistryProcess, SyncClient
+from tests.s3server import SeaweedFS
+from txregistry.manifest import OCI_MANIFEST
+
+pytest.importorskip("OpenSSL", reason="an HTTPS upstream needs pyOpenSSL (pip install 'txregistry[tls]')")
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
+
+from tests.test_tls import TLSRegistry, _issue, _write  # noqa: E402
+
+#: What an instance may hold: idle, and at its peak under the pulls. Over
+#: the targets (52 and 72 MiB) by what a run may vary on a busy machine.
+SLACK = 2 * MiB
+IDLE = 52 * MiB + SLACK
+PEAK = 72 * MiB + SLACK
+CLIENTS = 15
+#: Blobs a client fetches at once, as Docker does by default.
+PARALLEL = 3
+LAYERS = [48 * MiB, 32 * MiB, 24 * MiB, 16 * MiB, 8 * MiB]
+
+
+def _https(port: int, ca: str) -> http.client.HTTPSConnection:
+    return http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=ca))
+
+
+def _pushBlob(port: int, ca: str, name: str, size: int, chunks: Iterator[bytes], digest: str) -> None:
+    connection = _https(port, ca)
+    try:
+        connection.request("POST", f"/v2/{name}/blobs/uploads/", b"")
+        started = connection.getresponse()
+        started.read()
+        assert started.status == 202
+        location = started.headers["Location"]
+        connection.request(
+            "PUT",
+            location + ("&" if "?" in location else "?") + f"digest={digest}",
+            chunks,
+            {"Content-Length": str(size)},
+        )
+        done = connection.getresponse()
+        assert done.status == 201, done.read()
+        done.read()
+    finally:
+        connection.close()
+
+
+def _pushImage(port: int, ca: str, name: str) -> set[str]:
+    """
+    An image of L{LAYERS} pushed to the upstream, made a MiB at a time: the
+    digests of its blobs.
+    """
+    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    configDigest = "sha256:" + hashlib.sha256(config).hexdigest()
+    _pushBlob(port, ca, name, len(config), iter([config]), configDigest)
+    descriptors = []
+    for size in LAYERS:
+        layer = Pattern(size)
+        _pushBlob(port, ca, name, size, layer.chunks(0, size), layer.digest)
+        descriptors.append(
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest, "size": size}
+        )
+    manifest: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": configDigest,
+            "size": len(config),
+        },
+        "layers": descriptors,
+    }
+    connection = _https(port, ca)
+    try:
+        connection.request(
+            "PUT",
+            f"/v2/{name}/manifests/latest",
+            json.dumps(manifest).encode(),
+            {"Content-Type": OCI_MANIFEST},
+        )
+        response = connection.getresponse()
+        assert response.status == 201, response.read()
+    finally:
+        connection.close()
+    return {configDigest, *(str(layer["digest"]) for layer in descriptors)}
+
+
+class CacheProcess(RegistryProcess):
+    """
+    C{txregistry serve} of the deployment's configuration: S3 storage over
+    plain HTTP, blob descriptors cached in memory, a pull-through cache of
+    C{remote}.
+    """
+
+    def __init__(self, directory: str, s3: SeaweedFS, remote: str, ca: str) -> None:
+        # registry:2's part size, 10 MiB: the deployment sets none.
+        lines = [
+            line for line in s3.configLines(f"/memory/{uuid.uuid4()}") if not line.startswith("chunksize:")
+        ]
+        super().__init__(
+            os.path.join(directory, "cache"),
+            env={"SSL_CERT_FILE": ca},
+            storage=[
+                "s3:",
+                *(f"  {line}" for line in lines),
+                "  secure: false",
+                "cache:",
+                "  blobdescriptor: inmemory",
+            ],
+        )
+        self.remote = remote
+
+    def writeConfig(self) -> str:
+        path = super().writeConfig()
+        with open(path, "a") as f:
+            f.write(f"proxy:\n  remoteurl: {self.remote}\n")
+        return path
+
+
+def _blob(port: int, name: str, digest: str) -> str:
+    """
+    A blob pulled whole, hashed as it comes: its digest.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("GET", f"/v2/{name}/blobs/{digest}")
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        hasher = hashlib.sha256()
+        while data := response.read(256 * 1024):
+            hasher.update(data)
+        return "sha256:" + hasher.hexdigest()
+    finally:
+        connection.close()
+
+
+def _pull(port: int, name: str) -> list[tuple[str, str]]:
+    """
+    An image pulled as Docker pulls it: the manifest, then its blobs
+    L{PARALLEL} at a time; each blob's digest with the digest of what came.
+    """
+    manifest = SyncClient(port).request(
+        "GET", f"/v2/{name}/manifests/latest", headers={"Accept": OCI_MANIFEST}
+    )
+    assert manifest.status == 200, manifest
+    document = json.loads(manifest.body)
+    digests = [document["config"]["digest"], *(layer["digest"] for layer in document["layers"])]
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        return list(zip(digests, pool.map(lambda d: _blob(port, name, d), digests), strict=True))
+
+
+@pytest.fixture
+def upstream(tmp_path: object) -> Iterator[tuple[TLSRegistry, str]]:
+    directory = str(tmp_path)
+    caKey = ec.generate_private_key(ec.SECP256R1())
+    ca = _issue("txregistry memory test CA", caKey, None, ca=True)
+    serverKey = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server = _issue("127.0.0.1", serverKey, (ca, caKey), server=True)
+    caPath = _write(os.path.join(directory, "ca.pem"), ca)
+    tls = (
+        f"certificate: {_write(os.path.join(directory, 'server.pem'), server)}\n"
+        f"key: {_write(os.path.join(directory, 'server.key'), server, serverKey)}\n"
+    )
+    process = TLSRegistry(os.path.join(directory, "upstream"), tls)
+    process.start()
+    try:
+        yield process, caPath
+    finally:
+        process.stop()
+
+
+def test_cold_pulls_in_bounded_memory(
+    seaweedfs: SeaweedFS, upstream: tuple[TLSRegistry, str], tmp_path: object
+) -> None:
+    """
+    Idle, the instance holds little more than Twisted, TLS and treq; 15
+    clients pulling an image none of whose blobs are cached yet raise it
+    by a bounded amount, whatever the number of blobs cached at once: each
+    download's S3 parts are read back from its spool file, never held.
+    Every client gets every blob whole and right.
+    """
+    source, ca = upstream
+    blobs = _pushImage(source.port, ca, "library/big")
+    cache = CacheProcess(str(tmp_path), seaweedfs, source.base, ca)
+    cache.start()
+    try:
+        assert SyncClient(cache.port).request("GET", "/v2/").status == 200
+        time.sleep(1)
+        idle = cache.rss()
+        sampler = RSSSampler(cache)
+        sampler.start()
+        try:
+            with ThreadPoolExecutor(CLIENTS) as pool:
+                pulls = list(pool.map(lambda _: _pull(cache.port, "library/big"), range(CLIENTS)))
+        finally:
+            peak = sampler.stop()
+        print(f"idle RSS {idle / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB")
+        for pulled in pulls:
+            assert {asked for asked, _ in pulled} == blobs
+            assert all(asked == got for asked, got in pulled)
+        assert idle <= IDLE, f"idle RSS {idle / MiB:.1f} MiB"
+        assert peak <= PEAK, f"peak RSS {peak / MiB:.1f} MiB (idle {idle / MiB:.1f} MiB)"
+    finally:
+        cache.stop()
