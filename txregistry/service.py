@@ -62,22 +62,25 @@ def storageDriver(config: Config) -> IStorageDriver:
     return FilesystemDriver(root)
 
 
+_S3_EXTRA = "storage.s3: S3 storage needs the s3 extra (pip install 'txregistry[s3]'): {}"
+
+
 def s3Driver(s3: S3) -> IStorageDriver:
     try:
-        # Imported here: botocore and treq are the s3 extra's, not needed otherwise.
-        from botocore.credentials import Credentials
-        from botocore.session import Session
-
+        # Imported here: treq is the s3 extra's, not needed otherwise.
         from txregistry.storage.s3 import S3Driver
-        from txregistry.storage.s3client import Endpoint, S3Client
+        from txregistry.storage.s3client import Credentials, Endpoint, S3Client
     except ImportError as e:
-        raise ConfigError(
-            f"storage.s3: S3 storage needs the s3 extra (pip install 'txregistry[s3]'): {e}"
-        ) from None
+        raise ConfigError(_S3_EXTRA.format(e)) from None
 
     if s3.accessKey is not None and s3.secretKey is not None:
         credentials = Credentials(s3.accessKey, s3.secretKey)
     else:
+        try:
+            # The s3 extra's too, and some 9 MiB: only for keys from the AWS environment.
+            from botocore.session import Session
+        except ImportError as e:
+            raise ConfigError(_S3_EXTRA.format(e)) from None
         found = Session().get_credentials()
         if found is None:
             raise ConfigError("storage.s3.accesskey: no keys given and none found in the AWS environment")

@@ -2,25 +2,27 @@
 Signed requests to an S3 bucket, through treq.
 
 txaws, the Twisted S3 library, does not run on Python 3, so requests are
-made with treq and signed with botocore's SigV4 signer alone (no other part
-of botocore, and no boto3). Bodies are bytes the caller already holds: one
-part of a multipart upload at most, never a whole blob.
+made with treq and signed here with SigV4: botocore's signer alone would
+cost an instance some 9 MiB of modules it never uses (urllib3, dateutil,
+its HTTP layer), so botocore is imported only for credentials from the AWS
+environment. Bodies are bytes the caller holds, or a L{Payload} it can
+produce again for each attempt (a part read back from a file).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import attrs
 import treq
-from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, ReadOnlyCredentials
 from twisted.internet import reactor as defaultReactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
@@ -28,7 +30,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseFailed
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IBodyProducer, IResponse
 
 from txregistry.logging import logger
 from txregistry.storage.interfaces import StorageUnavailable
@@ -37,6 +39,164 @@ log = logger(__name__)
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_UNSIGNED = "UNSIGNED-PAYLOAD"
+
+
+class FrozenCredentials(Protocol):
+    """
+    Keys as they sign one request (botocore's C{ReadOnlyCredentials}, and
+    L{Credentials}: the names are botocore's).
+    """
+
+    access_key: str
+    secret_key: str
+    token: str | None
+
+
+@attrs.frozen
+class Credentials:
+    """
+    Keys from the configuration, which never change: the credentials
+    L{S3Client} takes, as botocore's are (its refreshable credentials from
+    the AWS environment are taken as they are).
+    """
+
+    access_key: str
+    secret_key: str
+    token: str | None = None
+
+    def get_frozen_credentials(self) -> Credentials:
+        return self
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+
+def _host(url: str) -> str:
+    # As the Host header goes: no default port, no user information.
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
+
+
+def _canonicalQuery(query: str) -> str:
+    # The query as encodeQuery() makes it, a bare key given an empty value.
+    pairs = [pair.partition("=") for pair in query.split("&")] if query else []
+    return "&".join(f"{key}={value}" for key, _, value in sorted(pairs))
+
+
+@attrs.frozen
+class Signer:
+    """
+    AWS Signature Version 4 for S3, as botocore's C{S3SigV4Auth} and
+    C{S3SigV4QueryAuth} sign: the path as it is sent (S3 does not
+    normalise it), every header given, the payload's SHA-256.
+    """
+
+    region: str
+    service: str = "s3"
+
+    def _scope(self, stamp: str) -> str:
+        return f"{stamp[:8]}/{self.region}/{self.service}/aws4_request"
+
+    def _signature(
+        self,
+        credentials: FrozenCredentials,
+        stamp: str,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        payload: str,
+    ) -> tuple[str, str]:
+        parts = urlsplit(url)
+        signed = {"host": _host(url)}
+        signed.update((name.lower(), " ".join(value.split())) for name, value in headers.items())
+        names = ";".join(sorted(signed))
+        canonical = "\n".join(
+            [
+                method,
+                parts.path or "/",
+                _canonicalQuery(parts.query),
+                "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
+                names,
+                payload,
+            ]
+        )
+        toSign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256",
+                stamp,
+                self._scope(stamp),
+                hashlib.sha256(canonical.encode()).hexdigest(),
+            ]
+        )
+        key = _hmac(f"AWS4{credentials.secret_key}".encode(), stamp[:8])
+        for part in (self.region, self.service, "aws4_request"):
+            key = _hmac(key, part)
+        return names, hmac.new(key, toSign.encode(), hashlib.sha256).hexdigest()
+
+    def headers(
+        self,
+        credentials: FrozenCredentials,
+        now: float,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        payload: str,
+    ) -> dict[str, str]:
+        """
+        C{headers} with those that sign the request added: its time, the
+        payload's hash (C{payload}, hex), the session token, if any, and
+        C{Authorization}.
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        result = {**headers, "X-Amz-Date": stamp}
+        if credentials.token:
+            result["X-Amz-Security-Token"] = credentials.token
+        result["X-Amz-Content-SHA256"] = payload
+        names, signature = self._signature(credentials, stamp, method, url, result, payload)
+        result["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{self._scope(stamp)}, "
+            f"SignedHeaders={names}, Signature={signature}"
+        )
+        return result
+
+    def presign(self, credentials: FrozenCredentials, now: float, method: str, url: str, expires: int) -> str:
+        """
+        C{url} (which has no query) with the query that lets whoever holds
+        it make this request for C{expires} seconds.
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        query = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"{credentials.access_key}/{self._scope(stamp)}",
+            "X-Amz-Date": stamp,
+            "X-Amz-Expires": str(expires),
+            "X-Amz-SignedHeaders": "host",
+        }
+        if credentials.token:
+            query["X-Amz-Security-Token"] = credentials.token
+        encoded = "&".join(f"{key}={quote(value, safe='-_.~')}" for key, value in query.items())
+        _, signature = self._signature(credentials, stamp, method, f"{url}?{encoded}", {}, _UNSIGNED)
+        return f"{url}?{encoded}&X-Amz-Signature={signature}"
+
+
+@attrs.frozen
+class Payload:
+    """
+    A request body that is not held in memory: its length, its SHA-256
+    (hex, which signs it), and how to produce it, anew for each attempt.
+    """
+
+    length: int
+    sha256: str
+    producer: Callable[[], IBodyProducer]
 
 
 class S3Error(Exception):
@@ -117,7 +277,7 @@ class S3Client:
         self,
         endpoint: Endpoint,
         region: str,
-        credentials: Credentials,
+        credentials: Any,
         skipVerify: bool = False,
         retries: int = 4,
         reactor: Any = None,
@@ -125,7 +285,9 @@ class S3Client:
     ) -> None:
         self.endpoint = endpoint
         self.region = region
+        #: L{Credentials}, or botocore's from the AWS environment.
         self.credentials = credentials
+        self.signer = Signer(region)
         self.retries = retries
         #: Seconds S3 has to start answering a request before it is given up
         #: (and, where it may be, tried again).
@@ -140,20 +302,13 @@ class S3Client:
         #: each registry operation in S3 requests in view.
         self.requests: Counter[str] = Counter()
 
-    def _signed(
-        self, credentials: ReadOnlyCredentials, method: str, url: str, headers: Mapping[str, str], body: bytes
-    ) -> dict[str, str]:
-        request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
-        S3SigV4Auth(credentials, "s3", self.region).add_auth(request)
-        return dict(request.headers.items())
-
-    async def _frozenCredentials(self) -> ReadOnlyCredentials:
+    async def _frozenCredentials(self) -> FrozenCredentials:
         refreshNeeded = getattr(self.credentials, "refresh_needed", None)
         if refreshNeeded is not None and refreshNeeded():
             # Credentials from the AWS environment (an instance profile, a
             # credential process) refresh by asking over the network, and
             # botocore does that synchronously: not on the reactor thread.
-            frozen: ReadOnlyCredentials = await deferToThread(self.credentials.get_frozen_credentials)
+            frozen: FrozenCredentials = await deferToThread(self.credentials.get_frozen_credentials)
             return frozen
         return self.credentials.get_frozen_credentials()
 
@@ -162,13 +317,14 @@ class S3Client:
         A URL that lets whoever holds it make this one request for
         C{expires} seconds, without credentials of their own.
         """
-        url = self.endpoint.objectURL(key)
-        request = AWSRequest(method=method, url=url)
         # Requests to S3 keep refreshable credentials fresh, off the reactor.
-        S3SigV4QueryAuth(
-            self.credentials.get_frozen_credentials(), "s3", self.region, expires=expires
-        ).add_auth(request)
-        return str(request.url)
+        return self.signer.presign(
+            self.credentials.get_frozen_credentials(),
+            self.reactor.seconds(),
+            method,
+            self.endpoint.objectURL(key),
+            expires,
+        )
 
     async def request(
         self,
@@ -176,7 +332,7 @@ class S3Client:
         key: str = "",
         query: Mapping[str, str | None] | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
+        body: bytes | Payload = b"",
         ok: tuple[int, ...] = (200,),
         retry: bool | None = None,
     ) -> IResponse:
@@ -186,19 +342,27 @@ class S3Client:
         L{S3Error}; S3 out of reach or refusing raises L{StorageUnavailable}.
         """
         url = self.endpoint.objectURL(key, encodeQuery(query or {}))
+        if isinstance(body, Payload):
+            payload = body.sha256
+        else:
+            payload = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
         attempts = 1 + (self.retries if (method in _IDEMPOTENT if retry is None else retry) else 0)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             self.requests[method] += 1
             try:
-                signed = self._signed(await self._frozenCredentials(), method, url, headers or {}, body)
+                credentials = await self._frozenCredentials()
+                signed = self.signer.headers(
+                    credentials, self.reactor.seconds(), method, url, headers or {}, payload
+                )
+                data = body.producer() if isinstance(body, Payload) else body or None
                 # Unbuffered: treq otherwise keeps a copy of every body it
                 # receives, a whole blob for a blob GET.
                 response = await self.http.request(
                     method,
                     url,
                     headers=Headers({k: [v] for k, v in signed.items()}),
-                    data=body or None,
+                    data=data,
                     unbuffered=True,
                     timeout=self.timeout,
                     allow_redirects=False,
