@@ -21,11 +21,14 @@ from datetime import datetime, timezone
 from unittest.mock import patch
 
 import pytest
+import pytest_twisted
 
-from tests.bigblobs import MiB, Pattern, RSSSampler
+from tests.bigblobs import MiB, Pattern, RSSSampler, pushInChunks
 from tests.helpers import RegistryProcess, SyncClient
-from tests.s3server import SeaweedFS
+from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFS
 from txregistry.manifest import OCI_MANIFEST
+from txregistry.storage.s3 import MIN_PART_SIZE, PART_MEMORY, FileChunk, S3Driver
+from txregistry.storage.s3client import Credentials, Endpoint, S3Client
 
 pytest.importorskip("OpenSSL", reason="an HTTPS upstream needs pyOpenSSL (pip install 'txregistry[tls]')")
 
@@ -255,7 +258,7 @@ def test_signatures_are_botocores(
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials as BotocoreCredentials
 
-    from txregistry.storage.s3client import Credentials, Endpoint, Signer, encodeQuery
+    from txregistry.storage.s3client import Signer, encodeQuery
 
     now = 1_700_000_000.25
     url = Endpoint("http://127.0.0.1:9000", "registry", pathStyle=True).objectURL(key, encodeQuery(query))
@@ -271,3 +274,74 @@ def test_signatures_are_botocores(
             presigned = AWSRequest(method=method, url=url)
             S3SigV4QueryAuth(theirs, "s3", "eu-west-1", expires=1200).add_auth(presigned)
             assert signer.presign(ours, now, method, url, 1200) == presigned.url
+
+
+@pytest_twisted.ensureDeferred
+async def test_parts_from_files_and_beyond_the_budget(seaweedfs: SeaweedFS, tmp_path: object) -> None:
+    """
+    What an S3 writer is given goes to S3 as it was given, the part being
+    filled held within the driver's budget for parts in memory, beyond it
+    in a file of its own, and L{FileChunk}s read back from their file,
+    even once whoever wrote them there has closed it; nothing is held
+    once the file is committed.
+    """
+    client = S3Client(
+        Endpoint(seaweedfs.endpoint, BUCKET, pathStyle=True), REGION, Credentials(ACCESS_KEY, SECRET_KEY)
+    )
+    driver = S3Driver(client, f"/memory/{uuid.uuid4()}", chunkSize=MIN_PART_SIZE, partMemory=MiB)
+    try:
+        expected = []
+        writer = await driver.writer("/spooled/data")
+        position = 0
+        with open(os.path.join(str(tmp_path), "spool"), "w+b", buffering=0) as spool:
+            for index in range(200):
+                data = os.urandom(64 * 1024 + index)
+                expected.append(data)
+                if index % 3:
+                    # A gap in the spool between some chunks: the next part
+                    # is from a new place in it.
+                    position += index % 2
+                    spool.write(b"-" * (index % 2) + data)
+                    await writer.write(FileChunk(data, spool.fileno(), position))
+                    position += len(data)
+                else:
+                    await writer.write(data)
+                assert driver.partMemory.held <= MiB
+        await writer.commit()
+        assert driver.partMemory.held == 0
+        content = b"".join(expected)
+        assert await driver.getContent("/spooled/data") == content
+    finally:
+        await client.close()
+
+
+def test_concurrent_pushes_share_one_part_budget(seaweedfs: SeaweedFS, tmp_path: object) -> None:
+    """
+    Pushes to S3 at once hold no more of their parts in memory, all
+    together, than the driver's budget: six 24 MiB blobs pushed at once in
+    10 MiB parts would otherwise hold up to twice 10 MiB each.
+    """
+    # registry:2's part size, 10 MiB.
+    storage = [line for line in seaweedfs.configLines(f"/memory/{uuid.uuid4()}") if "chunksize" not in line]
+    registry = RegistryProcess(
+        os.path.join(str(tmp_path), "logs"), storage=["s3:", *(f"  {s}" for s in storage)]
+    )
+    registry.start()
+    try:
+        blobs = [Pattern(24 * MiB) for _ in range(6)]
+        SyncClient(registry.port).request("GET", "/v2/")
+        time.sleep(0.5)
+        idle = registry.rss()
+        sampler = RSSSampler(registry)
+        sampler.start()
+        try:
+            with ThreadPoolExecutor(len(blobs)) as pool:
+                list(pool.map(lambda blob: pushInChunks(registry.port, blob, blob.size), blobs))
+        finally:
+            peak = sampler.stop()
+        print(f"idle RSS {idle / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB")
+        for blob in blobs:
+            assert SyncClient(registry.port).request("HEAD", f"/v2/big/blobs/{blob.digest}").status == 200
+        assert peak - idle < PART_MEMORY + 8 * MiB, f"RSS grew by {(peak - idle) / MiB:.1f} MiB"
+    finally:
+        registry.stop()

@@ -5,14 +5,18 @@ without the root's leading slash. A bucket written by registry:2 is served
 as it is, and instances sharing a bucket need nothing else to agree.
 
 Files being written are multipart uploads in the bucket, streamed part by
-part: a writer holds at most one part in memory, and any instance can
-append to what another left.
+part, and any instance can append to what another left. The part being
+filled is held in memory within a budget all writers share, and beyond it
+in a file on local disk; bytes that already are in a local file (a proxy
+download's spool, as L{FileChunk}s) are read back from there when sent.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Sequence
@@ -33,7 +37,7 @@ from twisted.internet.defer import (
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import alsoProvides, implementer
 
 from txregistry.pump import Pump
@@ -47,7 +51,7 @@ from txregistry.storage.interfaces import (
     StorageUnavailable,
     checkPath,
 )
-from txregistry.storage.s3client import S3Client, S3Error, findAll, findText
+from txregistry.storage.s3client import Payload, S3Client, S3Error, findAll, findText
 
 MiB = 1024 * 1024
 #: S3's smallest part, but for the last one.
@@ -57,6 +61,9 @@ MAX_COPY_SIZE = 5 * 1024 * MiB
 _DELETE_BATCH = 1000
 # Bytes a reader holds before it pauses the response it reads from.
 _READ_AHEAD = 2 * MiB
+#: Bytes of the parts being filled an instance holds in memory, all its
+#: writers together; beyond, they fill files on local disk.
+PART_MEMORY = 16 * MiB
 
 
 def _modified(response: IResponse) -> float:
@@ -239,10 +246,11 @@ class MultipartUpload:
                 return self.parts
             marker = findText(root, "{}NextPartNumberMarker")
 
-    async def uploadPart(self, number: int, data: bytes) -> None:
+    async def uploadPart(self, number: int, data: bytes | Payload) -> None:
         response = await self.client.request("PUT", self.key, query=self._query(number), body=data)
         await treq.content(response)
-        self.parts.append(Part(number, response.headers.getRawHeaders("etag", [""])[0], len(data)))
+        size = data.length if isinstance(data, Payload) else len(data)
+        self.parts.append(Part(number, response.headers.getRawHeaders("etag", [""])[0], size))
 
     async def copyPart(self, number: int, sourceKey: str, start: int, end: int) -> None:
         """
@@ -285,13 +293,223 @@ class MultipartUpload:
         await self.client.request("DELETE", self.key, query=self._query(), ok=(200, 204, 404))
 
 
+class FileChunk(bytes):
+    """
+    Bytes that are also at C{offset} in a local file, open as C{fileno}
+    while they are written: a writer that would keep them may read them
+    back from the file instead (a proxy download's spool).
+    """
+
+    fileno: int
+    offset: int
+
+    def __new__(cls, data: bytes, fileno: int, offset: int) -> FileChunk:
+        chunk = super().__new__(cls, data)
+        chunk.fileno = fileno
+        chunk.offset = offset
+        return chunk
+
+
+def _split(data: bytes, size: int) -> tuple[bytes, bytes]:
+    """
+    The first C{size} bytes of C{data} and the rest, still L{FileChunk}s
+    where C{data} is one.
+    """
+    if isinstance(data, FileChunk):
+        return (
+            FileChunk(data[:size], data.fileno, data.offset),
+            FileChunk(data[size:], data.fileno, data.offset + size),
+        )
+    return data[:size], data[size:]
+
+
+class PartMemory:
+    """
+    The bytes that the parts being filled by all of a driver's writers may
+    hold in memory together; parts that find none left fill a file on
+    local disk, so that what an instance holds does not grow with the
+    number of uploads it takes at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+@attrs.define
+class _Region:
+    """
+    Bytes of a part in a local file, open as C{file} (the part's own).
+    """
+
+    file: Any
+    source: int
+    offset: int
+    length: int
+
+
+#: The most bytes of a part written to a connection at a time.
+_SEND_SIZE = 64 * 1024
+
+
+@implementer(IBodyProducer)
+class _PartProducer:
+    """
+    A part's bytes, from memory and from files, written to the request a
+    little at a time, as fast as the connection takes them.
+    """
+
+    def __init__(self, segments: list[bytearray | _Region], length: int) -> None:
+        self.length = length
+        self._segments = segments
+        self._index = 0
+        self._position = 0
+        self._consumer: Any = None
+        self._done: Deferred[None] | None = None
+        self._paused = False
+        self._producing = False
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        self._consumer = consumer
+        done = self._done = Deferred()
+        self._produce()
+        return done
+
+    def _piece(self) -> bytes:
+        segment = self._segments[self._index]
+        if isinstance(segment, bytearray):
+            piece = bytes(segment[self._position : self._position + _SEND_SIZE])
+            size = len(segment)
+        else:
+            want = min(_SEND_SIZE, segment.length - self._position)
+            piece = os.pread(segment.file.fileno(), want, segment.offset + self._position)
+            if len(piece) != want:
+                raise StorageUnavailable("a part's file on local disk is shorter than what was written to it")
+            size = segment.length
+        self._position += len(piece)
+        if self._position == size:
+            self._index += 1
+            self._position = 0
+        return piece
+
+    def _produce(self) -> None:
+        # The connection pauses us from within write() once its buffer is
+        # full; resumeProducing comes back here.
+        if self._producing:
+            return
+        self._producing = True
+        try:
+            while not self._paused and self._done is not None:
+                if self._index == len(self._segments):
+                    done, self._done = self._done, None
+                    self._segments = []
+                    done.callback(None)
+                    return
+                try:
+                    piece = self._piece()
+                except BaseException:
+                    done, self._done = self._done, None
+                    done.errback()
+                    return
+                self._consumer.write(piece)
+        finally:
+            self._producing = False
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._produce()
+
+    def stopProducing(self) -> None:
+        # Never to fire, as IBodyProducer asks.
+        self._done = None
+        self._segments = []
+
+
+class _Part:
+    """
+    A part being filled: bytes in memory as far as the driver's
+    L{PartMemory} allows, then in a file of its own on local disk, and
+    L{FileChunk}s as the place in their file where they already are.
+    """
+
+    def __init__(self, memory: PartMemory) -> None:
+        self.size = 0
+        self._memory = memory
+        self._held = 0
+        self._segments: list[bytearray | _Region] = []
+        self._spill: _Region | None = None
+        self._hash = hashlib.sha256()
+
+    def add(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+        last = self._segments[-1] if self._segments else None
+        if isinstance(data, FileChunk):
+            if (
+                isinstance(last, _Region)
+                and last.source == data.fileno
+                and last.offset + last.length == data.offset
+            ):
+                last.length += len(data)
+            else:
+                # A file of our own, open for as long as the part needs it.
+                file = os.fdopen(os.dup(data.fileno), "rb", buffering=0)
+                self._segments.append(_Region(file, data.fileno, data.offset, len(data)))
+        elif self._memory.take(len(data)):
+            self._held += len(data)
+            if isinstance(last, bytearray):
+                last += data
+            else:
+                self._segments.append(bytearray(data))
+        else:
+            spill = self._spill
+            if spill is None or last is not spill:
+                file = tempfile.TemporaryFile(buffering=0)
+                spill = self._spill = _Region(file, -1, 0, 0)
+                self._segments.append(spill)
+            os.pwrite(spill.file.fileno(), data, spill.offset + spill.length)
+            spill.length += len(data)
+
+    def payload(self) -> Payload:
+        return Payload(self.size, self._hash.hexdigest(), lambda: _PartProducer(self._segments, self.size))
+
+    def release(self) -> None:
+        """
+        Let go of what the part holds, once sent or given up.
+        """
+        self._memory.give(self._held)
+        self._held = 0
+        # Whatever still refers to them (a persistent connection keeps its
+        # last request, and so its producer) holds nothing.
+        for segment in self._segments:
+            if isinstance(segment, _Region):
+                segment.file.close()
+            else:
+                segment.clear()
+        self._segments = []
+        self._spill = None
+
+
 @implementer(IFileWriter)
 class _MultipartWriter:
     """
     A file being written as a multipart upload at its key. Full parts of
     C{chunkSize} go to S3 as they fill; L{close} sends what is left as a
     last, possibly small part; the next writer to append finds the upload
-    with its parts, as registry:2's S3 driver does.
+    with its parts, as registry:2's S3 driver does. The part being filled
+    is a L{_Part}: bounded memory for all writers together.
     """
 
     def __init__(self, driver: S3Driver, path: str) -> None:
@@ -301,7 +519,7 @@ class _MultipartWriter:
         self._client = driver.client
         self._key = driver.key(path)
         self._upload: MultipartUpload | None = None
-        self._pending = bytearray()
+        self._part = _Part(driver.partMemory)
         # What open() found that must be dealt with before more is sent: a
         # small last part to finish, or a finished object of this many bytes
         # to continue from.
@@ -330,7 +548,7 @@ class _MultipartWriter:
 
     async def _prepare(self) -> None:
         """
-        Before more data goes to S3: make what the file already holds the
+        Before more data is taken: make what the file already holds the
         start of the upload that takes it.
         """
         if self._restart and self._upload is not None:
@@ -342,7 +560,8 @@ class _MultipartWriter:
         if self._existing:
             existing, self._existing = self._existing, 0
             if existing < MIN_PART_SIZE:
-                self._pending[:0] = await self._driver.getContent(self.path)
+                # The start of the part to come (a small object: memory).
+                self._part.add(await self._driver.getContent(self.path))
                 return
             upload = self._upload = await self._start()
             # The object so far becomes the first parts, copied within S3.
@@ -353,32 +572,37 @@ class _MultipartWriter:
     async def _start(self) -> MultipartUpload:
         return await MultipartUpload.start(self._client, self._key, self._driver.objectHeaders())
 
-    async def _uploadPart(self, data: bytes) -> None:
-        if self._upload is None:
-            self._upload = await self._start()
-        await self._upload.uploadPart(len(self._upload.parts) + 1, data)
+    async def _send(self) -> None:
+        """
+        The part filled so far to S3, and a new one begun.
+        """
+        part, self._part = self._part, _Part(self._driver.partMemory)
+        try:
+            if self._upload is None:
+                self._upload = await self._start()
+            await self._upload.uploadPart(len(self._upload.parts) + 1, part.payload())
+        finally:
+            part.release()
 
-    async def _flushFull(self) -> None:
-        await self._prepare()
-        while len(self._pending) >= self._driver.chunkSize:
-            part = bytes(self._pending[: self._driver.chunkSize])
-            del self._pending[: self._driver.chunkSize]
-            await self._uploadPart(part)
+    async def _write(self, data: bytes) -> None:
+        if self._restart or self._existing:
+            await self._prepare()
+        while data:
+            piece, data = _split(data, self._driver.chunkSize - self._part.size)
+            self._part.add(piece)
+            if self._part.size == self._driver.chunkSize:
+                await self._send()
 
     def write(self, data: bytes) -> Deferred[None]:
-        self._pending += data
         self.size += len(data)
-        if len(self._pending) < self._driver.chunkSize:
+        if not (self._restart or self._existing) and self._part.size + len(data) < self._driver.chunkSize:
+            self._part.add(data)
             return succeed(None)
-        return ensureDeferred(self._flushFull())
+        return ensureDeferred(self._write(data))
 
     async def _close(self) -> None:
-        if not self._pending:
-            return
-        await self._flushFull()
-        if self._pending:
-            await self._uploadPart(bytes(self._pending))
-            self._pending.clear()
+        if self._part.size:
+            await self._send()
 
     def close(self) -> Deferred[None]:
         return ensureDeferred(self._close())
@@ -391,10 +615,13 @@ class _MultipartWriter:
     async def _commit(self) -> None:
         if self._upload is None and not self._existing:
             # All there is fits in one request: no multipart upload.
-            await self._driver.putContent(self.path, bytes(self._pending))
-            self._pending.clear()
+            part, self._part = self._part, _Part(self._driver.partMemory)
+            try:
+                await self._driver._put(self.path, part.payload() if part.size else b"")
+            finally:
+                part.release()
             return
-        if not self._pending and self._upload is None:
+        if not self._part.size and self._upload is None:
             # A finished object, and nothing new for it.
             return
         await self._close()
@@ -409,7 +636,8 @@ class _MultipartWriter:
         self._upload = None
 
     async def _cancel(self) -> None:
-        self._pending.clear()
+        self._part.release()
+        self._part = _Part(self._driver.partMemory)
         await self._abortAll()
         await self._client.request("DELETE", self._key, ok=(200, 204, 404))
 
@@ -452,8 +680,11 @@ class S3Driver:
         encrypt: bool = False,
         redirect: S3Client | None = None,
         listPageSize: int = 1000,
+        partMemory: int = PART_MEMORY,
     ) -> None:
         self.client = client
+        #: What the parts being written may hold in memory, all together.
+        self.partMemory = PartMemory(partMemory)
         #: Keys a listing asks S3 for at a time (S3 gives at most 1000).
         self.listPageSize = listPageSize
         if redirect is not None:
@@ -495,14 +726,14 @@ class S3Driver:
 
         return ensureDeferred(get())
 
-    def putContent(self, path: str, content: bytes) -> Deferred[None]:
-        async def put() -> None:
-            response = await self.client.request(
-                "PUT", self.key(path), headers=self.objectHeaders(), body=content
-            )
-            await treq.content(response)
+    async def _put(self, path: str, content: bytes | Payload) -> None:
+        response = await self.client.request(
+            "PUT", self.key(path), headers=self.objectHeaders(), body=content
+        )
+        await treq.content(response)
 
-        return ensureDeferred(put())
+    def putContent(self, path: str, content: bytes) -> Deferred[None]:
+        return ensureDeferred(self._put(path, content))
 
     def createExclusive(self, path: str, content: bytes) -> Deferred[bool]:
         async def create() -> bool:
