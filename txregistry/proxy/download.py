@@ -2,10 +2,11 @@
 One upstream fetch of a blob, shared by every client that asks for it
 while it runs.
 
-The body streams into the registry as an upload of its own (so that a
-crash leaves nothing but what upload purging removes, and the blob
-becomes visible only once the registry has verified its digest) and into
-a spool file on local disk at once. Clients read the spool from their own
+The body streams into a spool file on local disk at once, and into the
+registry as an upload of its own (so that a crash leaves nothing but what
+upload purging removes, and the blob becomes visible only once the
+registry has verified its digest) as chunks that say where in the spool
+they are, so that storage never holds them to make up its parts. Clients read the spool from their own
 offset as it grows, so a slow client holds neither memory nor the
 upstream connection; slow storage pauses the upstream transport. The
 last byte is handed to clients only once the registry has verified the
@@ -34,6 +35,7 @@ from txregistry.pump import Pump
 from txregistry.reference import Digest
 from txregistry.registry import IBody, Registry
 from txregistry.storage import IReader
+from txregistry.storage.s3 import FileChunk
 
 log = logger(__name__)
 
@@ -166,11 +168,14 @@ class BlobDownload:
     def _received(self, data: bytes) -> None:
         if self._failure is not None:
             return
+        offset = self.received
         self._spool.write(data)
         self.received += len(data)
         self.metrics.upstreamBytes += len(data)
         self._wake()
-        self._pump.received(data)
+        # Storage that keeps what it is given until there is enough of it
+        # (S3's parts) reads it back from the spool instead.
+        self._pump.received(FileChunk(data, self._spool.fileno(), offset))
         self._touch()
 
     def _bodyEnded(self, reason: Failure) -> None:
