@@ -35,7 +35,8 @@ setup(
         # Listening with TLS (http.tls, ssl: endpoints) needs pyOpenSSL; without it a
         # registry behind a TLS-terminating proxy is 13 MiB smaller.
         "tls": ["twisted[tls]>=23.10"],
-        # S3 requests go through treq, signed by botocore's SigV4 signer.
+        # S3 requests go through treq, signed by our own SigV4; botocore
+        # finds credentials in the AWS environment when no keys are given.
         "s3": ["treq>=23.11", "botocore>=1.31"],
         # The pull-through cache's upstream client.
         "proxy": ["treq>=23.11"],

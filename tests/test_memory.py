@@ -27,7 +27,8 @@ from tests.bigblobs import MiB, Pattern, RSSSampler, pushInChunks
 from tests.helpers import RegistryProcess, SyncClient
 from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFS
 from txregistry.manifest import OCI_MANIFEST
-from txregistry.storage.s3 import MIN_PART_SIZE, PART_MEMORY, FileChunk, S3Driver
+from txregistry.storage import FileChunk
+from txregistry.storage.s3 import MIN_PART_SIZE, PART_MEMORY, S3Driver
 from txregistry.storage.s3client import Credentials, Endpoint, S3Client
 
 pytest.importorskip("OpenSSL", reason="an HTTPS upstream needs pyOpenSSL (pip install 'txregistry[tls]')")

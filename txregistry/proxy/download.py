@@ -34,8 +34,7 @@ from txregistry.proxy.metrics import ProxyMetrics
 from txregistry.pump import Pump
 from txregistry.reference import Digest
 from txregistry.registry import IBody, Registry
-from txregistry.storage import IReader
-from txregistry.storage.s3 import FileChunk
+from txregistry.storage import FileChunk, IReader
 
 log = logger(__name__)
 

@@ -5,6 +5,7 @@ registry:2's layout.
 
 from txregistry.storage.filesystem import FilesystemDriver
 from txregistry.storage.interfaces import (
+    FileChunk,
     FileInfo,
     IFileWriter,
     IPurgeable,
@@ -17,6 +18,7 @@ from txregistry.storage.interfaces import (
 from txregistry.storage.memory import MemoryDriver
 
 __all__ = [
+    "FileChunk",
     "FileInfo",
     "FilesystemDriver",
     "IFileWriter",

@@ -217,3 +217,20 @@ class IStorageDriver(Interface):
         Release what the driver holds (connections), when the registry
         stops.
         """
+
+
+class FileChunk(bytes):
+    """
+    Bytes that are also at C{offset} in a local file, open as C{fileno}
+    while they are written: a writer that would keep them may read them
+    back from the file instead (a proxy download's spool).
+    """
+
+    fileno: int
+    offset: int
+
+    def __new__(cls, data: bytes, fileno: int, offset: int) -> FileChunk:
+        chunk = super().__new__(cls, data)
+        chunk.fileno = fileno
+        chunk.offset = offset
+        return chunk

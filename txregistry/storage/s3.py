@@ -42,6 +42,7 @@ from zope.interface import alsoProvides, implementer
 
 from txregistry.pump import Pump
 from txregistry.storage.interfaces import (
+    FileChunk,
     FileInfo,
     IFileWriter,
     IReader,
@@ -291,23 +292,6 @@ class MultipartUpload:
 
     async def abort(self) -> None:
         await self.client.request("DELETE", self.key, query=self._query(), ok=(200, 204, 404))
-
-
-class FileChunk(bytes):
-    """
-    Bytes that are also at C{offset} in a local file, open as C{fileno}
-    while they are written: a writer that would keep them may read them
-    back from the file instead (a proxy download's spool).
-    """
-
-    fileno: int
-    offset: int
-
-    def __new__(cls, data: bytes, fileno: int, offset: int) -> FileChunk:
-        chunk = super().__new__(cls, data)
-        chunk.fileno = fileno
-        chunk.offset = offset
-        return chunk
 
 
 def _split(data: bytes, size: int) -> tuple[bytes, bytes]:
