@@ -593,16 +593,23 @@ class PullThroughCache:
         """
         if self._leases is None or self._peers is None:
             return await self._fetch(route, digest)
+        # From the moment the lease may be in the store, peers that read it
+        # and come asking wait here for the fetch to start, rather than be
+        # told there is none and fetch the blob themselves.
+        self._starting.setdefault(digest, [])
         claim: Lease | Holder | None
         try:
             claim = await self._leases.claim(digest)
+            if isinstance(claim, Lease) and await self.registry.storedSize(digest) is not None:
+                # Its last holder stored it (and let go) since we looked.
+                await claim.release()
+                self._started(digest)
+                return None
         except Exception as e:
             log.warn("no lease on blob {digest} ({why}): fetching it", digest=digest, why=e)
             claim = None
-        if isinstance(claim, Lease) and await self.registry.storedSize(digest) is not None:
-            # Its last holder stored it (and let go) since we looked.
-            await claim.release()
-            return None
+        if not isinstance(claim, Lease):
+            self._started(digest)
         if not isinstance(claim, Holder):
             return await self._fetch(route, digest, claim)
 
@@ -634,9 +641,14 @@ class PullThroughCache:
             return await blobs.open(digest, offset)
         return download.reader(offset)
 
+    def _started(self, digest: Digest) -> None:
+        """
+        Let the peers waiting for a fetch of C{digest} to start look again.
+        """
+        for started in self._starting.pop(digest, []):
+            started.callback(None)
+
     async def _fetch(self, route: Route, digest: Digest, lease: Lease | None = None) -> BlobDownload:
-        if lease is not None:
-            self._starting[digest] = []
         try:
             # One fetch however many ask here: clients, and readers whose
             # stream from another instance broke.
@@ -648,9 +660,7 @@ class PullThroughCache:
                 await lease.release()
             raise
         finally:
-            if lease is not None:
-                for started in self._starting.pop(digest, []):
-                    started.callback(None)
+            self._started(digest)
         if lease is not None:
 
             def release(result: object) -> object:
