@@ -21,21 +21,18 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorThreads, IReac
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from txregistry.auth import AuthenticatedAccess, HtpasswdAuthenticator, HtpasswdError, RuleAccess
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
 from txregistry.logging import logger, setLevel
+from txregistry.memory import releaseFreed
 from txregistry.registry import IRegistry, Registry, UploadPurger
-from txregistry.storage import FilesystemDriver, IStorageDriver, MemoryDriver
+from txregistry.storage import IStorageDriver
 from txregistry.web import (
     Context,
-    FleetResource,
     Guard,
     RegistryChannel,
     RegistryResource,
     RootResource,
     SiteRequest,
-    behindTLS,
-    contextFactory,
 )
 
 if TYPE_CHECKING:
@@ -45,8 +42,11 @@ log = logger(__name__)
 
 
 def storageDriver(config: Config) -> IStorageDriver:
+    # Only the driver configured is imported (see txregistry.lazy).
     backend = config.storage.backend
     if isinstance(backend, InMemory):
+        from txregistry.storage import MemoryDriver
+
         return MemoryDriver()
     if isinstance(backend, S3):
         return s3Driver(backend)
@@ -59,6 +59,8 @@ def storageDriver(config: Config) -> IStorageDriver:
             f"storage: cannot keep the registry in {root}: {reason}; give a directory that can be "
             "created and written to (storage.filesystem.rootdirectory or --root)"
         ) from None
+    from txregistry.storage import FilesystemDriver
+
     return FilesystemDriver(root)
 
 
@@ -173,6 +175,8 @@ def guardOf(config: Config) -> Guard | None:
         return None
     if isinstance(auth, Token):
         return _tokenGuard(auth, clock)
+    from txregistry.auth import AuthenticatedAccess, HtpasswdAuthenticator, HtpasswdError, RuleAccess
+
     try:
         htpasswd = HtpasswdAuthenticator(auth.path, auth.realm, cast(IReactorThreads, reactor), clock)
     except HtpasswdError as e:
@@ -228,6 +232,7 @@ def site(config: Config, registry: IRegistry | None = None) -> Site:
     root = RootResource(resource(config, registry))
     if config.proxy is not None and config.proxy.fleet is not None and config.http.secret is not None:
         from txregistry.proxy import PullThroughCache
+        from txregistry.web import FleetResource
 
         if isinstance(registry, PullThroughCache):
             # Outside /v2/ and its guard: the fleet's requests are signed.
@@ -312,6 +317,8 @@ class _RegistryService(MultiService):
                 )
         with _listening():
             super().startService()
+        # Once all that starting up made and dropped is garbage.
+        reactor.callLater(0, releaseFreed)
 
 
 def _endpoint(description: str) -> IStreamServerEndpoint:
@@ -344,12 +351,18 @@ def makeService(config: Config) -> IService:
             )
     # Before anything is made on disk: a listener that cannot be is known now.
     endpoints = [_endpoint(description) for description in config.http.listen]
-    tls = contextFactory(config.http.tls) if config.http.tls is not None else None
+    tls = None
+    if config.http.tls is not None:
+        from txregistry.web import contextFactory
+
+        tls = contextFactory(config.http.tls)
     registry = registryOf(config)
     cache = cacheOf(config, registry)
     service = _RegistryService(config, registry, cache)
     factory: IProtocolFactory = site(config, cache if cache is not None else registry)
     if tls is not None:
+        from txregistry.web import behindTLS
+
         factory = behindTLS(tls, factory)
     for endpoint in endpoints:
         listener = StreamServerEndpointService(endpoint, factory)

@@ -2,10 +2,8 @@
 Authentication and access: who a client is, and what it may do.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from txregistry.auth.access import RuleAccess, globMatcher
-from txregistry.auth.htpasswd import HtpasswdAuthenticator, HtpasswdError, parseHtpasswd, readHtpasswd
 from txregistry.auth.interfaces import (
     ANONYMOUS,
     CATALOG,
@@ -18,29 +16,47 @@ from txregistry.auth.interfaces import (
     IAuthenticator,
     Identity,
 )
-from txregistry.auth.policy import AuthenticatedAccess
-from txregistry.auth.remembered import Remembered
+from txregistry.lazy import lazyNames
 
-#: Token auth's names, from a module that needs the C{token} extra (PyJWT,
-#: cryptography): imported when first asked for, so that a registry
-#: without token auth neither loads nor needs them.
-_TOKEN = (
-    "ALGORITHMS",
-    "TokenAccess",
-    "TokenAuthenticator",
-    "TokenConfigError",
-    "Trust",
-    "keyIDs",
-    "readTrust",
+if TYPE_CHECKING:
+    from txregistry.auth.access import RuleAccess, globMatcher
+    from txregistry.auth.htpasswd import HtpasswdAuthenticator, HtpasswdError, parseHtpasswd, readHtpasswd
+    from txregistry.auth.policy import AuthenticatedAccess
+    from txregistry.auth.remembered import Remembered
+    from txregistry.auth.token import (
+        ALGORITHMS,
+        TokenAccess,
+        TokenAuthenticator,
+        TokenConfigError,
+        Trust,
+        keyIDs,
+        readTrust,
+    )
+
+# What an open registry never asks for (and token auth's module needs the
+# token extra, PyJWT and cryptography): loaded when first named.
+_names = lazyNames(
+    __name__,
+    {
+        "access": ("RuleAccess", "globMatcher"),
+        "htpasswd": ("HtpasswdAuthenticator", "HtpasswdError", "parseHtpasswd", "readHtpasswd"),
+        "policy": ("AuthenticatedAccess",),
+        "remembered": ("Remembered",),
+        "token": (
+            "ALGORITHMS",
+            "TokenAccess",
+            "TokenAuthenticator",
+            "TokenConfigError",
+            "Trust",
+            "keyIDs",
+            "readTrust",
+        ),
+    },
 )
 
 
 def __getattr__(name: str) -> Any:
-    if name in _TOKEN:
-        from txregistry.auth import token
-
-        return getattr(token, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _names(name)
 
 
 __all__ = [

@@ -7,7 +7,6 @@ without it), so that each default is written once, there.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -111,6 +110,8 @@ class _Reader:
         """
         The known key beside C{key} that it is most likely a misspelling of.
         """
+        import difflib  # Only for a configuration with a key we do not know.
+
         section, _, name = key.rpartition(".")
         siblings = [k.rpartition(".")[2] for k in self.known if k.rpartition(".")[0] == section]
         close = difflib.get_close_matches(name, siblings, n=1)

@@ -18,11 +18,10 @@ import hashlib
 import os
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import treq
@@ -52,7 +51,10 @@ from txregistry.storage.interfaces import (
     StorageUnavailable,
     checkPath,
 )
-from txregistry.storage.s3client import Payload, S3Client, S3Error, findAll, findText
+from txregistry.storage.s3client import Payload, S3Client, S3Error, findAll, findText, parseXML
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 MiB = 1024 * 1024
 #: S3's smallest part, but for the last one.
@@ -287,7 +289,7 @@ class MultipartUpload:
         content = await treq.content(response)
         # S3 may answer 200 and still report an error in the body.
         if b"<Error>" in content:
-            root = ET.fromstring(content)
+            root = parseXML(content)
             raise StorageUnavailable(f"S3 could not complete {self.key}: {root.findtext('Message')}")
 
     async def abort(self) -> None:

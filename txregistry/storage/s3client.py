@@ -15,10 +15,9 @@ import hashlib
 import hmac
 import random
 import time
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import attrs
@@ -35,9 +34,13 @@ from twisted.web.iweb import IBodyProducer, IResponse
 from txregistry.logging import logger
 from txregistry.storage.interfaces import StorageUnavailable
 
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
+
 log = logger(__name__)
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -249,6 +252,16 @@ def encodeQuery(query: Mapping[str, str | None]) -> str:
     return "&".join(items)
 
 
+def parseXML(content: bytes) -> ET.Element:
+    """
+    An S3 answer's XML. The parser is loaded the first time one comes: an
+    instance that only reads and writes objects never needs it.
+    """
+    import xml.etree.ElementTree as ET
+
+    return ET.fromstring(content)
+
+
 def findAll(element: ET.Element, path: str) -> list[ET.Element]:
     """
     The elements at C{path} (C{"{}Part"}, C{"{}Owner/{}ID"}), in the S3
@@ -411,7 +424,7 @@ class S3Client:
 
     async def requestXML(self, method: str, key: str = "", **kwargs: Any) -> ET.Element:
         response = await self.request(method, key, **kwargs)
-        return ET.fromstring(await treq.content(response))
+        return parseXML(await treq.content(response))
 
     def close(self) -> Deferred[None]:
         return self.pool.closeCachedConnections()
@@ -424,10 +437,12 @@ def _unreachable(method: str, key: str, url: str, error: Exception) -> StorageUn
 
 
 def _parseError(status: int, content: bytes) -> S3Error:
+    from xml.etree.ElementTree import ParseError
+
     try:
-        root = ET.fromstring(content)
+        root = parseXML(content)
         return S3Error(status, root.findtext("Code") or str(status), root.findtext("Message") or "")
-    except ET.ParseError:
+    except ParseError:
         return S3Error(
             status, "NoSuchKey" if status == 404 else str(status), content[:200].decode("utf-8", "replace")
         )

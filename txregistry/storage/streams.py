@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from txregistry.storage.interfaces import IReader
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 256 * 1024
 _CHUNKS_PER_TURN = 4
 
 
