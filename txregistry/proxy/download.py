@@ -15,11 +15,9 @@ blob's digest, so no client can take a corrupt blob for a whole one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -31,6 +29,7 @@ from zope.interface import implementer
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
 from txregistry.proxy.metrics import ProxyMetrics
+from txregistry.proxy.spool import Spool, SpoolReader
 from txregistry.pump import Pump
 from txregistry.reference import Digest
 from txregistry.registry import IBody, Registry
@@ -105,20 +104,13 @@ class BlobDownload:
         self.reactor = reactor
         self.timeout = timeout
         self.size: int | None = None
-        self.received = 0
-        self.verified = False
         self.done: Deferred[None] = Deferred()
         self._name = name
-        # Unbuffered: what is written is at once there for readers' preads.
-        self._spool = tempfile.TemporaryFile(buffering=0, dir=spoolDirectory)
+        self._spool = Spool(spoolDirectory)
         self._body: _Body | None = None
         self._pump = _UpstreamBody()
         self._isPaused = False
         self._bodyDone = False
-        self._failure: Failure | None = None
-        self._waiters: list[Deferred[None]] = []
-        self._readers = 0
-        self._ended = False
         self._idle: IDelayedCall | None = None
 
     async def start(self, response: IResponse) -> None:
@@ -153,7 +145,7 @@ class BlobDownload:
     def _touch(self) -> None:
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
-        if not self._bodyDone and not self._isPaused and self._failure is None:
+        if not self._bodyDone and not self._isPaused and self._spool.failure is None:
             self._idle = self.reactor.callLater(self.timeout, self._timedOut)
 
     def _paused(self, paused: bool) -> None:
@@ -165,13 +157,10 @@ class BlobDownload:
         self._fail(Failure(DownloadFailed(f"upstream sent nothing for {self.timeout:.0f} s")))
 
     def _received(self, data: bytes) -> None:
-        if self._failure is not None:
+        if self._spool.failure is not None:
             return
-        offset = self.received
-        self._spool.write(data)
-        self.received += len(data)
+        offset = self._spool.write(data)
         self.metrics.upstreamBytes += len(data)
-        self._wake()
         # Storage that keeps what it is given until there is enough of it
         # (S3's parts) reads it back from the spool instead.
         self._pump.received(FileChunk(data, self._spool.fileno(), offset))
@@ -180,31 +169,28 @@ class BlobDownload:
     def _bodyEnded(self, reason: Failure) -> None:
         self._bodyDone = True
         self._touch()
-        if self._failure is not None:
+        if self._spool.failure is not None:
             return
         if not reason.check(ResponseDone, PotentialDataLoss):
             self._fail(
                 Failure(DownloadFailed(f"the upstream's response broke off: {reason.getErrorMessage()}"))
             )
-        elif self.size is not None and self.received != self.size:
-            self._fail(Failure(DownloadFailed(f"upstream sent {self.received} of {self.size} bytes")))
+        elif self.size is not None and self._spool.received != self.size:
+            self._fail(Failure(DownloadFailed(f"upstream sent {self._spool.received} of {self.size} bytes")))
         else:
             self._pump.end()
 
     def _verified(self) -> None:
         # Whole and right: clients may have the last byte while it is being
         # made durable.
-        self.verified = True
-        self.size = self.received
-        self._wake()
+        self.size = self._spool.received
+        self._spool.verify()
 
     def _stored(self, _: object) -> None:
-        if self._failure is not None:
+        if self._spool.failure is not None:
             return
-        self._ended = True
-        self._wake()
+        self._spool.end()
         self.done.callback(None)
-        self._release()
 
     def _storeFailed(self, failure: Failure) -> None:
         error = failure.value
@@ -215,90 +201,34 @@ class BlobDownload:
         self._fail(failure)
 
     def _fail(self, failure: Failure) -> None:
-        if self._failure is not None or self._ended:
+        if self._spool.failure is not None or self._spool.ended:
             return
-        self._failure = failure
-        self._ended = True
+        self._spool.failure = failure
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         if not self._bodyDone and self._body is not None:
             self._body.stopProducing()
         # The registry's upload sees the stream break, and throws it away.
         self._pump.fail(failure)
-        self._wake()
+        self._spool.end()
         self.done.errback(failure)
         self.done.addErrback(lambda _: None)
-        self._release()
 
     # The clients' side.
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            d.callback(None)
-
-    def available(self) -> int:
-        """
-        Bytes clients may have: all once verified, all but the last before.
-        """
-        return self.received if self.verified else max(self.received - 1, 0)
 
     @property
     def stored(self) -> bool:
         """
         Whether the blob is in storage, to be read from there.
         """
-        return self._ended and self._failure is None
+        return self._spool.ended and self._spool.failure is None
 
     def reader(self, offset: int = 0) -> IReader:
         """
         A reader of the blob from C{offset}, that waits for bytes still to
         come. Not once the download is L{stored}: its spool is gone.
         """
-        if self._failure is not None:
-            self._failure.raiseException()
+        if self._spool.failure is not None:
+            self._spool.failure.raiseException()
         assert not self.stored
-        self._readers += 1
-        return _SpoolReader(self, offset)
-
-    def _more(self) -> Deferred[None]:
-        if self._failure is not None:
-            return fail(self._failure)
-        d: Deferred[None] = Deferred()
-        self._waiters.append(d)
-        return d
-
-    def _release(self, reader: bool = False) -> None:
-        if reader:
-            self._readers -= 1
-        if self._ended and self._readers == 0 and not self._spool.closed:
-            self._spool.close()
-
-    def _pread(self, size: int, offset: int) -> bytes:
-        return os.pread(self._spool.fileno(), size, offset)
-
-
-@implementer(IReader)
-class _SpoolReader:
-    def __init__(self, download: BlobDownload, offset: int) -> None:
-        self._download = download
-        self._offset = offset
-        self._closed = False
-
-    def read(self, size: int) -> Deferred[bytes]:
-        download = self._download
-        if download._failure is not None:
-            return fail(download._failure)
-        available = download.available()
-        if self._offset < available:
-            data = download._pread(min(size, available - self._offset), self._offset)
-            self._offset += len(data)
-            return succeed(data)
-        if download.verified:
-            return succeed(b"")
-        return download._more().addCallback(lambda _: self.read(size))
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._download._release(reader=True)
+        return SpoolReader(self._spool, offset)

@@ -16,13 +16,11 @@ instance's own.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import treq
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -30,10 +28,10 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
-from zope.interface import implementer
 
 from txregistry.logging import logger
 from txregistry.proxy.download import DownloadFailed
+from txregistry.proxy.spool import Spool, SpoolReader
 from txregistry.proxy.upstream import discard
 from txregistry.reference import Digest
 from txregistry.signing import authorization
@@ -75,15 +73,11 @@ class PeerDownload:
         self.timeout = timeout
         self.resume = resume
         self.size: int | None = None
-        self.received = 0
-        self.verified = False
         self.failed = False
         self.done: Deferred[None] = Deferred()
         self._hash = hashlib.new(digest.algorithm)
-        self._spool = tempfile.TemporaryFile(buffering=0, dir=spoolDirectory)
+        self._spool = Spool(spoolDirectory)
         self._body: _Body | None = None
-        self._waiters: list[Deferred[None]] = []
-        self._readers = 0
         self._idle: IDelayedCall | None = None
 
     def start(self, response: IResponse) -> None:
@@ -102,24 +96,22 @@ class PeerDownload:
     def _received(self, data: bytes) -> None:
         if self.done.called:
             return
-        self._spool.write(data)
         self._hash.update(data)
-        self.received += len(data)
+        self._spool.write(data)
         self._touch()
-        self._wake()
 
     def _bodyEnded(self, reason: Failure) -> None:
         if self.done.called:
             return
         if not reason.check(ResponseDone, PotentialDataLoss):
             self._fail(f"its response broke off: {reason.getErrorMessage()}")
-        elif self.size is not None and self.received != self.size:
-            self._fail(f"it sent {self.received} of {self.size} bytes")
+        elif self.size is not None and self._spool.received != self.size:
+            self._fail(f"it sent {self._spool.received} of {self.size} bytes")
         elif f"{self.digest.algorithm}:{self._hash.hexdigest()}" != str(self.digest):
             self._fail("it sent content of another digest")
         else:
-            self.verified = True
-            self.size = self.received
+            self.size = self._spool.received
+            self._spool.verify()
             self._end()
 
     def _fail(self, why: str) -> None:
@@ -140,71 +132,35 @@ class PeerDownload:
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self.done.callback(None)
-        self._wake()
-        self._release()
+        self._spool.end()
 
     # The clients' side.
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            d.callback(None)
-
-    def available(self) -> int:
-        return self.received if self.verified else max(self.received - 1, 0)
 
     def reader(self, offset: int = 0) -> IReader:
         """
         A reader of the blob from C{offset}: from the spool while the stream
         holds, from what L{resume} gives after.
         """
-        self._readers += 1
         return _PeerReader(self, offset)
 
-    def _more(self) -> Deferred[None]:
-        if self.done.called:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._waiters.append(d)
-        return d
 
-    def _release(self, reader: bool = False) -> None:
-        if reader:
-            self._readers -= 1
-        if self.done.called and self._readers == 0 and not self._spool.closed:
-            self._spool.close()
-
-    def _pread(self, size: int, offset: int) -> bytes:
-        return os.pread(self._spool.fileno(), size, offset)
-
-
-@implementer(IReader)
-class _PeerReader:
+class _PeerReader(SpoolReader):
     def __init__(self, download: PeerDownload, offset: int) -> None:
+        super().__init__(download._spool, offset)
         self._download = download
-        self._offset = offset
-        # Whether this reader keeps the spool open.
-        self._holding = True
         self._instead: IReader | None = None
         self._closed = False
 
     def read(self, size: int) -> Deferred[bytes]:
         if self._instead is not None:
             return self._instead.read(size)
-        download = self._download
-        if download.failed or download._spool.closed:
+        if self._download.failed or self._spool.closed:
             return Deferred.fromCoroutine(self._resume(size))
-        available = download.available()
-        if self._offset < available:
-            data = download._pread(min(size, available - self._offset), self._offset)
-            self._offset += len(data)
-            return succeed(data)
-        if download.verified:
-            return succeed(b"")
-        return download._more().addCallback(lambda _: self.read(size))
+        return super().read(size)
 
     async def _resume(self, size: int) -> bytes:
-        self._letGo()
+        # The spool is of no more use to it: its file may be closed.
+        super().close()
         try:
             instead = await self._download.resume(self._offset)
         except Exception as e:
@@ -215,18 +171,13 @@ class _PeerReader:
         self._instead = instead
         return await instead.read(size)
 
-    def _letGo(self) -> None:
-        if self._holding:
-            self._holding = False
-            self._download._release(reader=True)
-
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._instead is not None:
             self._instead.close()
-        self._letGo()
+        super().close()
 
 
 class PeerClient:
