@@ -87,18 +87,62 @@ def test_skopeo_pulls_through_a_mirror(
     assert "team/app" in catalog["repositories"]
 
 
-class Dockerd:
+class Daemon:
+    """
+    A daemon of a test's own, started in C{directory} with C{command} and
+    logging to a file there, answering on C{socket}.
+    """
+
+    name = "daemon"
+
+    def __init__(self, directory: str, socket: str, command: list[str]) -> None:
+        self.directory = directory
+        self.socket = socket
+        self.log = open(os.path.join(directory, f"{self.name}.log"), "wb")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def answers(self) -> bool:
+        raise NotImplementedError()
+
+    def ready(self, timeout: float = 60) -> str | None:
+        """
+        C{None} once the daemon answers; why not, if it cannot start.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                with open(self.log.name, errors="replace") as f:
+                    return f"{self.name} exited with {self.process.returncode}: {f.read()[-500:]}"
+            if os.path.exists(self.socket) and self.answers():
+                return None
+            time.sleep(0.2)
+        return f"{self.name} did not answer within {timeout:.0f} s"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.log.close()
+
+
+class Dockerd(Daemon):
     """
     A Docker daemon of our own: private directories and socket, no
     networking of its own, pulling Docker Hub images through C{mirror}.
     """
 
+    name = "dockerd"
+
     def __init__(self, directory: str, mirror: str) -> None:
-        self.directory = directory
-        self.socket = os.path.join(directory, "docker.sock")
-        self.log = open(os.path.join(directory, "dockerd.log"), "wb")
+        socket = os.path.join(directory, "docker.sock")
         assert DOCKERD is not None
-        self.process = subprocess.Popen(
+        super().__init__(
+            directory,
+            socket,
             [
                 DOCKERD,
                 "--iptables=false",
@@ -108,11 +152,9 @@ class Dockerd:
                 f"--data-root={directory}/data",
                 f"--exec-root={directory}/exec",
                 f"--pidfile={directory}/dockerd.pid",
-                f"--host=unix://{self.socket}",
+                f"--host=unix://{socket}",
                 f"--registry-mirror={mirror}",
             ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
         )
 
     def docker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -124,29 +166,8 @@ class Dockerd:
             timeout=timeout,
         )
 
-    def ready(self, timeout: float = 60) -> str | None:
-        """
-        C{None} once the daemon answers; why not, if it cannot start.
-        """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                with open(self.log.name, errors="replace") as f:
-                    return f"dockerd exited with {self.process.returncode}: {f.read()[-500:]}"
-            if os.path.exists(self.socket) and self.docker("version", timeout=10).returncode == 0:
-                return None
-            time.sleep(0.5)
-        return "dockerd did not answer within a minute"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
+    def answers(self) -> bool:
+        return self.docker("version", timeout=10).returncode == 0
 
 
 @pytest.mark.skipif(
@@ -230,28 +251,26 @@ def test_docker_pulls_from_the_cache_while_the_upstream_is_down(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-class Containerd:
+class Containerd(Daemon):
     """
     A containerd of our own: private root, state and sockets, no CRI.
     """
 
+    name = "containerd"
+
     def __init__(self, directory: str) -> None:
-        self.directory = directory
-        self.socket = os.path.join(directory, "containerd.sock")
+        socket = os.path.join(directory, "containerd.sock")
         config = os.path.join(directory, "config.toml")
         with open(config, "w") as f:
             f.write(
                 f'version = 2\nroot = "{directory}/root"\nstate = "{directory}/state"\n'
                 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                f'[grpc]\n  address = "{self.socket}"\n'
-                f'[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
+                f'[grpc]\n  address = "{socket}"\n'
+                f'[ttrpc]\n  address = "{socket}.ttrpc"\n'
                 f'[debug]\n  address = "{directory}/debug.sock"\n'
             )
-        self.log = open(os.path.join(directory, "containerd.log"), "wb")
         assert CONTAINERD is not None
-        self.process = subprocess.Popen(
-            [CONTAINERD, "--config", config], stdout=self.log, stderr=subprocess.STDOUT
-        )
+        super().__init__(directory, socket, [CONTAINERD, "--config", config])
 
     def ctr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         assert CTR is not None
@@ -259,29 +278,8 @@ class Containerd:
             [CTR, "--address", self.socket, *args], capture_output=True, text=True, timeout=timeout
         )
 
-    def ready(self, timeout: float = 30) -> str | None:
-        """
-        C{None} once containerd answers; why not, if it cannot start.
-        """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                with open(self.log.name, errors="replace") as f:
-                    return f"containerd exited with {self.process.returncode}: {f.read()[-500:]}"
-            if os.path.exists(self.socket) and self.ctr("version", timeout=10).returncode == 0:
-                return None
-            time.sleep(0.2)
-        return "containerd did not answer within 30 s"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
+    def answers(self) -> bool:
+        return self.ctr("version", timeout=10).returncode == 0
 
 
 @pytest.mark.skipif(CONTAINERD is None or CTR is None, reason="containerd is not installed")

@@ -40,6 +40,13 @@ def globMatcher(globs: Sequence[str]) -> Callable[[str], bool]:
 
 
 def _match(parts: tuple[re.Pattern[str] | None, ...], components: tuple[str, ...]) -> bool:
+    if None not in parts:
+        # No **: a component for each part, as most globs are.
+        return len(parts) == len(components) and all(
+            part is not None and part.match(component) is not None
+            for part, component in zip(parts, components, strict=True)
+        )
+
     @cache
     def at(p: int, c: int) -> bool:
         if p == len(parts):

@@ -68,8 +68,7 @@ def parseHtpasswd(content: bytes, path: str) -> dict[str, bytes]:
     return users
 
 
-def _stamp(path: str) -> tuple[int, int, int, int]:
-    status = os.stat(path)
+def _stamp(status: os.stat_result) -> tuple[int, int, int, int]:
     return (status.st_ino, status.st_dev, status.st_size, status.st_mtime_ns)
 
 
@@ -79,7 +78,8 @@ def readHtpasswd(path: str) -> tuple[tuple[int, int, int, int], dict[str, bytes]
     """
     try:
         with open(path, "rb") as f:
-            stamp = _stamp(path)
+            # Of the file read, not of whatever the path names a moment later.
+            stamp = _stamp(os.fstat(f.fileno()))
             content = f.read()
     except FileNotFoundError:
         # registry:2 makes the file then, for a user "docker" with a
@@ -202,7 +202,7 @@ class HtpasswdAuthenticator:
         self, stamp: tuple[int, int, int, int]
     ) -> tuple[tuple[int, int, int, int], dict[str, bytes]] | None:
         try:
-            if _stamp(self.path) == stamp:
+            if _stamp(os.stat(self.path)) == stamp:
                 return None
         except OSError:
             pass

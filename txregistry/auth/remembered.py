@@ -61,6 +61,3 @@ class Remembered(Generic[K, V]):
     def clear(self) -> None:
         self._entries.clear()
         self._weight = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -87,16 +87,15 @@ def listenEndpoint(addr: str, net: str = "tcp") -> str:
     return f"tcp:{port}:interface={address}"
 
 
-def remoteURL(key: str, value: str) -> str:
+def remoteURL(
+    key: str, value: str, expected: str = "a registry's URL like https://registry-1.docker.io"
+) -> str:
     """
-    An upstream registry's base URL (C{https://ghcr.io}), without a
-    trailing slash.
+    A registry's base URL (C{https://ghcr.io}), without a trailing slash.
     """
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
-        raise ConfigError(
-            f"{key}: expected a registry's URL like https://registry-1.docker.io, got {value!r}"
-        )
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
     return f"{parts.scheme}://{parts.netloc}"
 
 

@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import yaml
@@ -78,14 +77,20 @@ class _Reader:
             raise ConfigError(f"{key}: expected {_KIND_NAMES.get(names, names)}, got {node!r}")
         return node
 
-    def duration(self, key: str, default: timedelta) -> timedelta:
+    def duration(self, key: str, default: timedelta, positive: bool = False) -> timedelta:
+        """
+        A duration (C{90s}, C{10m}); with C{positive}, one that is more than 0.
+        """
         text = self.get(key, str)
         if text is None:
             return default
         try:
-            return parseDuration(text)
+            value = parseDuration(text)
         except ValueError as e:
             raise ConfigError(f"{key}: {e}") from None
+        if positive and value <= timedelta(0):
+            raise ConfigError(f"{key}: must be more than 0")
+        return value
 
     def unknown(self) -> list[str]:
         """
@@ -356,14 +361,15 @@ def _storage(reader: _Reader) -> Storage:
     reader.get("storage.maintenance", dict)
     reader.get("storage.maintenance.uploadpurging", dict)
     defaults = UploadPurging()
+    enabled = reader.get("storage.maintenance.uploadpurging.enabled", bool, defaults.enabled)
     purging = UploadPurging(
-        enabled=reader.get("storage.maintenance.uploadpurging.enabled", bool, defaults.enabled),
+        enabled=enabled,
         age=reader.duration("storage.maintenance.uploadpurging.age", defaults.age),
-        interval=reader.duration("storage.maintenance.uploadpurging.interval", defaults.interval),
+        interval=reader.duration(
+            "storage.maintenance.uploadpurging.interval", defaults.interval, positive=enabled
+        ),
         dryRun=reader.get("storage.maintenance.uploadpurging.dryrun", bool, defaults.dryRun),
     )
-    if purging.enabled and purging.interval <= timedelta(0):
-        raise ConfigError("storage.maintenance.uploadpurging.interval: must be more than 0")
     reader.get("storage.delete", dict)
     reader.get("storage.maintenance.readonly", dict)
     reader.get("storage.redirect", dict)
@@ -575,17 +581,11 @@ def _proxy(reader: _Reader) -> Proxy | None:
         raise ConfigError("proxy.remoteurl: a proxy needs an upstream (proxy.remoteurl or proxy.upstreams)")
     maxSize = reader.get("proxy.maxsize", (int, str))
     revalidate = reader.duration("proxy.revalidate", defaults.revalidate)
-    interval = reader.duration("proxy.evictioninterval", defaults.evictionInterval)
-    if interval <= timedelta(0):
-        raise ConfigError("proxy.evictioninterval: must be more than 0")
-    timeout = reader.duration("proxy.timeout", timedelta(seconds=defaults.timeout))
-    if timeout <= timedelta(0):
-        raise ConfigError("proxy.timeout: must be more than 0")
+    interval = reader.duration("proxy.evictioninterval", defaults.evictionInterval, positive=True)
+    timeout = reader.duration("proxy.timeout", timedelta(seconds=defaults.timeout), positive=True)
     revalidateTimeout = reader.duration(
-        "proxy.revalidatetimeout", timedelta(seconds=defaults.revalidateTimeout)
+        "proxy.revalidatetimeout", timedelta(seconds=defaults.revalidateTimeout), positive=True
     )
-    if revalidateTimeout <= timedelta(0):
-        raise ConfigError("proxy.revalidatetimeout: must be more than 0")
     return Proxy(
         upstreams=tuple(upstreams),
         revalidate=revalidate,
@@ -610,11 +610,7 @@ def _fleet(reader: _Reader) -> Fleet | None:
         raise ConfigError(
             "proxy.fleet.advertise: missing: the http://host:port other instances reach this one at"
         )
-    parts = urlsplit(advertise)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
-        raise ConfigError(
-            f"proxy.fleet.advertise: expected a URL like http://10.0.0.5:5000, got {advertise!r}"
-        )
+    advertise = remoteURL("proxy.fleet.advertise", advertise, "a URL like http://10.0.0.5:5000")
     secret = reader.get("http.secret", str)
     if not secret:
         raise ConfigError(
@@ -626,7 +622,7 @@ def _fleet(reader: _Reader) -> Fleet | None:
     lease = reader.duration("proxy.fleet.lease", Fleet(advertise="").lease)
     if lease < timedelta(seconds=3):
         raise ConfigError("proxy.fleet.lease: must be at least 3s")
-    return Fleet(advertise=f"{parts.scheme}://{parts.netloc}", lease=lease)
+    return Fleet(advertise=advertise, lease=lease)
 
 
 def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> Config:

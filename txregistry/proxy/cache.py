@@ -497,7 +497,7 @@ class PullThroughCache:
 
             return BlobSource(digest, size, open, blobs.redirectURL(digest))
         download: BlobDownload | PeerDownload | None = self._downloads.get(digest)
-        if download is None and self._peers is not None:
+        if download is None:
             download = self._streams.get(digest)
         if download is None and head:
             return await self._headBlob(route, digest)
@@ -509,7 +509,9 @@ class PullThroughCache:
             if download is None:
                 # Stored by the instance of the fleet that fetched it.
                 return await self.blob(route, digest, head)
-        download.names.add(route.name)
+        if isinstance(download, BlobDownload):
+            # Linked into each repository it was asked for once stored.
+            download.names.add(route.name)
 
         async def tail(offset: int) -> IReader:
             if download.stored:
@@ -578,7 +580,7 @@ class PullThroughCache:
             self._starting[digest].append(started)
             await started
         download = self._downloads.get(digest)
-        if not isinstance(download, BlobDownload) or download.done.called:
+        if download is None or download.done.called:
             return None
 
         async def open(offset: int) -> IReader:
@@ -633,7 +635,7 @@ class PullThroughCache:
         """
         blobs = self.registry.blobs(route.name)
         download = self._downloads.get(digest)
-        if not isinstance(download, BlobDownload):
+        if download is None:
             if await self._elsewhere(route, digest) is not None:
                 return await blobs.open(digest, offset)
             download = await self._fetch(route, digest)

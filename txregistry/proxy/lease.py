@@ -41,7 +41,6 @@ class Holder:
     """
 
     address: str
-    owner: str
 
 
 @attrs.frozen
@@ -163,7 +162,7 @@ class Leases:
                 # Our own create, retried by the driver after its answer was lost.
                 return Lease(self, digest, owner)
             if found is not None and found.expires > self.clock.seconds() and found.address != self.address:
-                return Holder(found.address, found.owner)
+                return Holder(found.address)
             # Expired, unreadable, or left by an earlier run of this instance
             # (whose downloads are gone with it).
             try:

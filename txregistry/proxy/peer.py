@@ -68,12 +68,10 @@ class PeerDownload:
         self, digest: Digest, reactor: Any, timeout: float, resume: Resume, spoolDirectory: str | None = None
     ) -> None:
         self.digest = digest
-        self.names: set[str] = set()
         self.reactor = reactor
         self.timeout = timeout
         self.resume = resume
         self.size: int | None = None
-        self.failed = False
         self.done: Deferred[None] = Deferred()
         self._hash = hashlib.new(digest.algorithm)
         self._spool = Spool(spoolDirectory)
@@ -122,7 +120,7 @@ class PeerDownload:
             digest=self.digest,
             why=why,
         )
-        self.failed = True
+        self._spool.failure = Failure(DownloadFailed(why))
         transport: Any = self._body.transport if self._body is not None else None
         if transport is not None:
             transport.stopProducing()
@@ -154,7 +152,7 @@ class _PeerReader(SpoolReader):
     def read(self, size: int) -> Deferred[bytes]:
         if self._instead is not None:
             return self._instead.read(size)
-        if self._download.failed or self._spool.closed:
+        if self._spool.failure is not None or self._spool.closed:
             return Deferred.fromCoroutine(self._resume(size))
         return super().read(size)
 

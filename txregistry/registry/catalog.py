@@ -12,7 +12,11 @@ from collections.abc import AsyncIterator
 from txregistry.storage import IStorageDriver, PathNotFound, layout
 
 
-async def _walk(driver: IStorageDriver, path: str, name: str) -> AsyncIterator[tuple[str, set[str]]]:
+async def walk(driver: IStorageDriver, path: str, name: str = "") -> AsyncIterator[tuple[str, set[str]]]:
+    """
+    Each directory below C{path} not named with a leading C{_}, as the name
+    of the repository it would be (C{a/b/c}) and the names in it.
+    """
     try:
         children = await driver.list(path)
     except PathNotFound:
@@ -22,7 +26,7 @@ async def _walk(driver: IStorageDriver, path: str, name: str) -> AsyncIterator[t
         yield name, names
     for child in sorted(names):
         if not child.startswith("_"):
-            async for found in _walk(driver, f"{path}/{child}", f"{name}/{child}" if name else child):
+            async for found in walk(driver, f"{path}/{child}", f"{name}/{child}" if name else child):
                 yield found
 
 
@@ -32,7 +36,7 @@ async def repositories(driver: IStorageDriver, withManifests: bool = True) -> li
     C{withManifests=False}, also those that only have blobs or uploads.
     """
     found = []
-    async for name, children in _walk(driver, layout.REPOSITORIES, ""):
+    async for name, children in walk(driver, layout.REPOSITORIES):
         if "_manifests" in children or (not withManifests and children & {"_layers", "_uploads"}):
             found.append(name)
     return sorted(found)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from txregistry.registry.catalog import walk
 from txregistry.storage import IStorageDriver, PathNotFound, layout
 
 #: What of a repository in the store says something is there.
@@ -63,17 +64,6 @@ class OwnMarks:
         """
         Every marked repository, sorted.
         """
-        found: list[str] = []
-        await self._walk(layout.PROXY_OWN, "", found)
-        return sorted(found)
-
-    async def _walk(self, path: str, name: str, found: list[str]) -> None:
-        try:
-            children = await self.driver.list(path)
-        except PathNotFound:
-            return
-        for child in sorted(layout.basename(c) for c in children):
-            if child == "_own" and name:
-                found.append(name)
-            elif not child.startswith("_"):
-                await self._walk(f"{path}/{child}", f"{name}/{child}" if name else child, found)
+        return sorted(
+            [name async for name, children in walk(self.driver, layout.PROXY_OWN) if "_own" in children]
+        )

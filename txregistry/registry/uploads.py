@@ -261,8 +261,12 @@ class Uploads:
         actual = hasher.copy().hexdigest()
         if actual != digest.hex:
             if writer is not None:
+                # The open writer throws away what it wrote: no second one.
                 await writer.cancel()
-            await self._cancel(name, uuid)
+                self._progress.discard(uuid)
+                await deleteIfPresent(self.driver, layout.upload(name, uuid))
+            else:
+                await self._cancel(name, uuid)
             raise RegistryError(
                 "DIGEST_INVALID",
                 "the uploaded content does not match the digest given",

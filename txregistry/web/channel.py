@@ -72,7 +72,7 @@ class RegistryChannel(HTTPChannel):
             # host[:port] would make them point elsewhere, or be malformed.
             if self.requests[-1].requestHeaders.hasHeader(b"host"):
                 return self._refuse(400, "several Host headers")
-            if _HOST.fullmatch(value) is None:
+            if not isHost(value):
                 return self._refuse(400, "malformed Host header")
         elif name == b"content-length":
             # HTTPChannel takes any run of digits, however long.
