@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, cast
 
 import attrs
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -25,6 +24,7 @@ from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Tok
 from txregistry.logging import logger, setLevel
 from txregistry.memory import releaseFreed
 from txregistry.registry import IRegistry, Registry, UploadPurger
+from txregistry.services import Listening
 from txregistry.storage import IStorageDriver
 from txregistry.web import (
     Context,
@@ -365,10 +365,7 @@ def makeService(config: Config) -> IService:
 
         factory = behindTLS(tls, factory)
     for endpoint in endpoints:
-        listener = StreamServerEndpointService(endpoint, factory)
-        # A port that cannot be bound must stop start-up, not only be logged.
-        listener._raiseSynchronously = True
-        listener.setServiceParent(service)
+        Listening(endpoint, factory).setServiceParent(service)
     purging = config.storage.uploadPurging
     if purging.enabled and not registry.readOnly:
         UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)

@@ -10,9 +10,7 @@ evicted.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
 
-from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 
 from txregistry.errors import RegistryError
@@ -21,6 +19,7 @@ from txregistry.manifest import parseManifest
 from txregistry.proxy.cache import PullThroughCache
 from txregistry.reference import Digest
 from txregistry.registry import Entry
+from txregistry.services import Repeating
 
 log = logger(__name__)
 
@@ -154,15 +153,14 @@ class Eviction:
         log.info("evicted blob {digest}", digest=digest)
 
 
-class EvictionService(TimerService):
+class EvictionService(Repeating):
     """
     Eviction every C{proxy.evictioninterval}.
     """
 
     def __init__(self, cache: PullThroughCache) -> None:
         self.eviction = Eviction(cache)
-        super().__init__(cache.config.evictionInterval.total_seconds(), self._run)
-        self.clock: Any = cache.clock
+        super().__init__(cache.config.evictionInterval.total_seconds(), self._run, cache.clock)
 
     def _run(self) -> Deferred[None]:
         d = Deferred.fromCoroutine(self.eviction.run())

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.python.failure import Failure
 
 from txregistry.logging import logger
 from txregistry.registry.catalog import repositories
 from txregistry.registry.registry import Registry
+from txregistry.services import Repeating
 from txregistry.storage import IPurgeable, PathNotFound, StorageUnavailable, layout
 
 log = logger(__name__)
@@ -67,7 +67,7 @@ async def purgeUploads(registry: Registry, age: timedelta, dryRun: bool = False)
     return purged
 
 
-class UploadPurger(TimerService):
+class UploadPurger(Repeating):
     """
     Purges old uploads and leftover temporaries every C{interval}, starting
     at once.
