@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any, BinaryIO
+from uuid import uuid4
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
@@ -155,6 +156,13 @@ class RegistryRequest(Request):
 
     body: StreamedBody | None = None
     _gone = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: What names this request in the access log, in debug lines, in
+        #: error responses and in notifications, as registry:2's
+        #: C{http.request.id}.
+        self.requestId = str(uuid4())
 
     def streams(self, path: bytes) -> bool:
         """
