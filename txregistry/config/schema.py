@@ -190,6 +190,23 @@ class AccessRules:
 
 
 @attrs.frozen
+class Debug:
+    """
+    registry:2's C{http.debug}: a second listener, for operators, with none
+    of the API on it.
+    """
+
+    #: A Twisted endpoint description string.
+    listen: str
+    #: Where the Prometheus metrics are served on it, if they are.
+    metricsPath: str | None = None
+
+
+#: registry:2's C{http.debug.prometheus.path}.
+DEFAULT_METRICS_PATH = "/metrics"
+
+
+@attrs.frozen
 class HTTP:
     #: Twisted endpoint description strings to listen on.
     listen: tuple[str, ...] = ("tcp:5000",)
@@ -201,6 +218,7 @@ class HTTP:
     #: registry:2's key for what it signs; what instances of a fleet sign
     #: their requests to each other with.
     secret: str | None = None
+    debug: Debug | None = None
 
 
 @attrs.frozen

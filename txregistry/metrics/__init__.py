@@ -1,0 +1,9 @@
+"""
+The registry's Prometheus metrics (the metrics extra: prometheus_client),
+served on the debug listener with C{http.debug.prometheus.enabled}; this
+package is imported only then.
+"""
+
+from txregistry.metrics.resource import MetricsResource
+
+__all__ = ["MetricsResource"]
