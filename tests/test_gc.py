@@ -329,8 +329,9 @@ async def test_instances_on_one_store_never_collect_at_once(
 def test_configuration() -> None:
     gc = gcConfig("/srv/registry", grace="30m").storage.gc
     assert (gc.enabled, gc.interval.total_seconds(), gc.gracePeriod.total_seconds()) == (True, 3600, 1800)
-    assert not txregistry.parseConfig("version: 0.1\n", environ={}).storage.gc.enabled
-    bad = "version: 0.1\nstorage:\n  inmemory:\n  maintenance:\n    gc:\n      enabled: true\n      graceperiod: 0s\n"
+    plain = "version: 0.1\nstorage:\n  inmemory:\n"
+    assert not txregistry.parseConfig(plain, environ={}).storage.gc.enabled
+    bad = plain + "  maintenance:\n    gc:\n      enabled: true\n      graceperiod: 0s\n"
     with pytest.raises(
         txregistry.ConfigError, match="storage.maintenance.gc.graceperiod: must be more than 0"
     ):
