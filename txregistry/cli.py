@@ -2,7 +2,8 @@
 The C{txregistry} command: C{txregistry serve [CONFIG]}, as registry:2's
 C{registry serve CONFIG}: in the foreground, logging to standard output,
 until SIGINT or SIGTERM. C{twistd registry} runs the same service with
-twistd's daemon options.
+twistd's daemon options. C{txregistry garbage-collect CONFIG} is
+registry:2's C{registry garbage-collect}.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from twisted.python import usage
 
 from txregistry import __version__
 from txregistry.config import ConfigError
-from txregistry.options import Options, configFromOptions
+from txregistry.options import GarbageCollectOptions, Options, configFromOptions
 
 
 class Command(usage.Options):
@@ -24,6 +25,7 @@ class Command(usage.Options):
     )
     subCommands = [
         ["serve", None, Options, "Run the registry in the foreground, logging to standard output"],
+        ["garbage-collect", None, GarbageCollectOptions, "Remove blobs no manifest references"],
     ]
 
     def opt_version(self) -> None:
@@ -43,7 +45,7 @@ class Command(usage.Options):
 
     def postOptions(self) -> None:
         if self.subCommand is None:
-            raise usage.UsageError("give a command: serve")
+            raise usage.UsageError("give a command: serve or garbage-collect")
 
 
 def serve(options: Options) -> None:
@@ -63,6 +65,39 @@ def serve(options: Options) -> None:
     reactor.run()
 
 
+def garbageCollect(options: GarbageCollectOptions) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred
+    from twisted.internet.task import react
+
+    from txregistry.registry import GarbageCollector
+    from txregistry.service import registryOf
+    from txregistry.storage import StorageUnavailable
+
+    try:
+        registry = registryOf(configFromOptions(options))
+    except ConfigError as e:
+        raise SystemExit(f"txregistry: {e}") from None
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    # No grace period: as registry:2's, for a registry stopped or read-only.
+    collector = GarbageCollector(
+        registry, reactor, 0.0, options["delete-untagged"], options["dry-run"], say, say
+    )
+
+    async def collect(_: object) -> None:
+        try:
+            await collector.run()
+        except StorageUnavailable as e:
+            raise SystemExit(f"txregistry: garbage-collect: storage unavailable: {e}") from None
+        finally:
+            await registry.driver.close()
+
+    react(lambda r: ensureDeferred(collect(r)))
+
+
 def main(argv: list[str] | None = None) -> None:
     command = Command()
     try:
@@ -70,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     except usage.UsageError as e:
         sys.stderr.write(f"txregistry: {e} (txregistry --help lists the commands and options)\n")
         raise SystemExit(2) from None
+    if isinstance(command.subOptions, GarbageCollectOptions):
+        garbageCollect(command.subOptions)
+        return
     assert isinstance(command.subOptions, Options)
     serve(command.subOptions)
 

@@ -1,5 +1,6 @@
 """
-The command line of C{twistd registry} and C{txregistry serve}.
+The command line of C{twistd registry} and C{txregistry serve}, and of
+C{txregistry garbage-collect}.
 """
 
 from __future__ import annotations
@@ -64,6 +65,30 @@ class Options(usage.Options):
             if self["config"] is not None:
                 raise usage.UsageError("give the configuration file once, as --config or as CONFIG")
             self["config"] = config
+
+
+class GarbageCollectOptions(usage.Options):
+    synopsis = "[options] CONFIG"
+    longdesc = (
+        "Remove blobs no manifest references, as registry:2's registry garbage-collect does; "
+        "what is used while it runs is kept (run it with the registry stopped or read-only to "
+        "have everything unreferenced removed). CONFIG is a registry:2 config.yml."
+    )
+    optFlags = [
+        ["dry-run", "d", "only say what would be removed"],
+        ["delete-untagged", "m", "remove manifests no tag points at, and what only they reference"],
+    ]
+    optParameters = [
+        ["root", None, None, "filesystem storage directory (overrides the configuration's storage)"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["config"] = None
+
+    def parseArgs(self, config: str | None = None) -> None:
+        self["config"] = config
 
 
 def configFromOptions(options: usage.Options) -> Config:

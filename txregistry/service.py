@@ -23,7 +23,14 @@ from twisted.web.server import Site
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
 from txregistry.logging import logger, setLevel
 from txregistry.memory import releaseFreed
-from txregistry.registry import IRegistry, Registry, UploadPurger
+from txregistry.registry import (
+    GarbageCollection,
+    GarbageCollector,
+    IRegistry,
+    Registry,
+    UploadPurger,
+    UseRecord,
+)
 from txregistry.services import Listening
 from txregistry.storage import IStorageDriver
 from txregistry.web import (
@@ -110,11 +117,15 @@ def s3Driver(s3: S3) -> IStorageDriver:
 
 
 def registryOf(config: Config, driver: IStorageDriver | None = None) -> Registry:
+    driver = driver if driver is not None else storageDriver(config)
+    gc = config.storage.gc
     return Registry(
-        driver if driver is not None else storageDriver(config),
+        driver,
         deleteEnabled=config.storage.deleteEnabled,
         readOnly=config.storage.readOnly,
         blobDescriptors=config.storage.blobDescriptors,
+        # Pulls recorded often enough that the last is always within the grace period.
+        uses=UseRecord(driver, gc.gracePeriod.total_seconds() / 4) if gc.enabled else None,
     )
 
 
@@ -394,7 +405,21 @@ def makeService(config: Config) -> IService:
     purging = config.storage.uploadPurging
     if purging.enabled and not registry.readOnly:
         UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)
-    if cache is not None and not registry.readOnly:
+    gc = config.storage.gc
+    clock = cast(IReactorTime, reactor)
+    if gc.enabled and not registry.readOnly:
+        collector = GarbageCollector(registry, clock, gc.gracePeriod.total_seconds())
+        before, everyBefore = None, None
+        if cache is not None:
+            from txregistry.proxy.eviction import Eviction, evict
+
+            # One job walks the store for both.
+            eviction = Eviction(cache)
+            before, everyBefore = lambda: evict(eviction), cache.config.evictionInterval.total_seconds()
+        GarbageCollection(
+            collector, gc.interval.total_seconds(), clock, before, everyBefore
+        ).setServiceParent(service)
+    elif cache is not None and not registry.readOnly:
         from txregistry.proxy import EvictionService
 
         EvictionService(cache).setServiceParent(service)

@@ -38,6 +38,7 @@ from txregistry.config.schema import (
     Debug,
     Filesystem,
     Fleet,
+    GarbageCollection,
     Htpasswd,
     InMemory,
     Log,
@@ -372,6 +373,7 @@ def _storage(reader: _Reader) -> Storage:
         ),
         dryRun=reader.get("storage.maintenance.uploadpurging.dryrun", bool, defaults.dryRun),
     )
+    gc = _garbageCollection(reader)
     reader.get("storage.delete", dict)
     reader.get("storage.maintenance.readonly", dict)
     reader.get("storage.redirect", dict)
@@ -384,7 +386,21 @@ def _storage(reader: _Reader) -> Storage:
         deleteEnabled=reader.get("storage.delete.enabled", bool, settings.deleteEnabled),
         readOnly=reader.get("storage.maintenance.readonly.enabled", bool, settings.readOnly),
         uploadPurging=purging,
+        gc=gc,
         blobDescriptors=_blobDescriptors(reader, settings.blobDescriptors),
+    )
+
+
+def _garbageCollection(reader: _Reader) -> GarbageCollection:
+    reader.get("storage.maintenance.gc", dict)
+    defaults = GarbageCollection()
+    enabled = reader.get("storage.maintenance.gc.enabled", bool, defaults.enabled)
+    return GarbageCollection(
+        enabled=enabled,
+        interval=reader.duration("storage.maintenance.gc.interval", defaults.interval, positive=enabled),
+        gracePeriod=reader.duration(
+            "storage.maintenance.gc.graceperiod", defaults.gracePeriod, positive=enabled
+        ),
     )
 
 

@@ -31,6 +31,18 @@ class UploadPurging:
 
 
 @attrs.frozen
+class GarbageCollection:
+    """
+    Ours, C{storage.maintenance.gc}: garbage collection while the registry
+    runs. Content used within C{gracePeriod} of a run is never swept.
+    """
+
+    enabled: bool = False
+    interval: timedelta = timedelta(hours=24)
+    gracePeriod: timedelta = timedelta(hours=1)
+
+
+@attrs.frozen
 class Filesystem:
     """
     registry:2's C{storage.filesystem}.
@@ -91,6 +103,7 @@ class Storage:
     deleteEnabled: bool = False
     readOnly: bool = False
     uploadPurging: UploadPurging = UploadPurging()
+    gc: GarbageCollection = GarbageCollection()
     #: How many blob sizes are kept in memory (registry:2's
     #: C{storage.cache.blobdescriptorsize}, for its C{inmemory} cache).
     blobDescriptors: int = 100_000

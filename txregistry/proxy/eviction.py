@@ -153,6 +153,20 @@ class Eviction:
         log.info("evicted blob {digest}", digest=digest)
 
 
+def evict(eviction: Eviction) -> Deferred[None]:
+    """
+    One pass of C{eviction}, its outcome logged: on its own, or before
+    garbage collection's sweep in the same job.
+    """
+    d = Deferred.fromCoroutine(eviction.run())
+
+    def done(removed: int) -> None:
+        if removed:
+            log.info("eviction removed {count} cached items", count=removed)
+
+    return d.addCallbacks(done, lambda f: log.failure("eviction failed", f))
+
+
 class EvictionService(Repeating):
     """
     Eviction every C{proxy.evictioninterval}.
@@ -163,10 +177,4 @@ class EvictionService(Repeating):
         super().__init__(cache.config.evictionInterval.total_seconds(), self._run, cache.clock)
 
     def _run(self) -> Deferred[None]:
-        d = Deferred.fromCoroutine(self.eviction.run())
-
-        def done(removed: int) -> None:
-            if removed:
-                log.info("eviction removed {count} cached items", count=removed)
-
-        return d.addCallbacks(done, lambda f: log.failure("eviction failed", f))
+        return evict(self.eviction)

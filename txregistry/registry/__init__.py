@@ -4,6 +4,7 @@ referrers, written against the storage interface alone, and the contract
 (L{IRegistry}, L{IRepository}) the web layer serves.
 """
 
+from txregistry.registry.collection import Counters, GarbageCollection, GarbageCollector, Sweep
 from txregistry.registry.interfaces import (
     BlobSource,
     IBody,
@@ -16,10 +17,14 @@ from txregistry.registry.pulls import Entry, PullRecord
 from txregistry.registry.purging import UploadPurger, purgeUploads
 from txregistry.registry.registry import Registry
 from txregistry.registry.repository import Repository
+from txregistry.registry.uses import UseRecord
 
 __all__ = [
     "BlobSource",
+    "Counters",
     "Entry",
+    "GarbageCollection",
+    "GarbageCollector",
     "IBody",
     "IRegistry",
     "IRepository",
@@ -27,7 +32,9 @@ __all__ = [
     "PullRecord",
     "Registry",
     "Repository",
+    "Sweep",
     "UploadPurger",
     "UploadStatus",
+    "UseRecord",
     "purgeUploads",
 ]

@@ -11,6 +11,7 @@ from txregistry.errors import RegistryError
 from txregistry.reference import Digest
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.links import deleteIfPresent, readLink, writeLink
+from txregistry.registry.uses import UseRecord
 from txregistry.storage import IReader, IRedirectingDriver, IStorageDriver, PathNotFound, layout
 
 #: Blob sizes kept in memory, by digest, for each registry: a blob's size
@@ -23,6 +24,7 @@ class Blobs:
     driver: IStorageDriver
     name: str
     sizes: ContentCache[Digest, int] = attrs.field(factory=lambda: ContentCache(0))
+    uses: UseRecord | None = None
 
     async def size(self, digest: Digest) -> int:
         """
@@ -68,13 +70,23 @@ class Blobs:
         if not await deleteIfPresent(self.driver, layout.layerLink(self.name, digest)):
             raise RegistryError.blobUnknown(digest)
 
+    async def claim(self, digest: Digest) -> int:
+        """
+        L{size}, for a push that will rely on the blob: its use recorded
+        first, and its content looked for in the store itself, when a
+        garbage collector may be removing it.
+        """
+        if self.uses is not None:
+            await self.uses.claim(digest)
+        return await self.size(digest)
+
     async def mount(self, digest: Digest, source: str) -> int | None:
         """
         Link a blob that repository C{source} has into this one. The size of
         the blob, or C{None} when C{source} does not have it.
         """
         try:
-            size = await Blobs(self.driver, source, self.sizes).size(digest)
+            size = await Blobs(self.driver, source, self.sizes, self.uses).claim(digest)
         except RegistryError:
             return None
         await self.link(digest)

@@ -14,6 +14,7 @@ from txregistry.registry.blobs import Blobs
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.links import deleteIfPresent, exists, readLink, writeLink
 from txregistry.registry.tags import Tags
+from txregistry.registry.uses import UseRecord
 from txregistry.storage import IStorageDriver, PathNotFound, layout
 
 
@@ -34,6 +35,7 @@ class Manifests:
     name: str
     cache: ContentCache[Digest, StoredManifest] = attrs.field(factory=lambda: ContentCache(0))
     blobSizes: ContentCache[Digest, int] = attrs.field(factory=lambda: ContentCache(0))
+    uses: UseRecord | None = None
 
     @property
     def tags(self) -> Tags:
@@ -63,12 +65,12 @@ class Manifests:
         return stored
 
     async def _checkReferences(self, manifest: Manifest) -> None:
-        blobs = Blobs(self.driver, self.name, self.blobSizes)
+        blobs = Blobs(self.driver, self.name, self.blobSizes, self.uses)
         for descriptor in manifest.blobs:
             if isForeign(descriptor):
                 continue
             try:
-                await blobs.size(descriptor.digest)
+                await blobs.claim(descriptor.digest)
             except RegistryError:
                 raise RegistryError(
                     "MANIFEST_BLOB_UNKNOWN",
@@ -76,6 +78,8 @@ class Manifests:
                     {"digest": str(descriptor.digest)},
                 ) from None
         for child in manifest.children:
+            if self.uses is not None:
+                await self.uses.use(child.digest)
             if not await exists(self.driver, layout.revisionLink(self.name, child.digest)):
                 raise RegistryError(
                     "MANIFEST_BLOB_UNKNOWN",
@@ -112,6 +116,8 @@ class Manifests:
         repository, tagged C{tag} if given, without checking what it
         references (a pull-through cache fetches that when it is asked).
         """
+        if self.uses is not None:
+            await self.uses.use(digest)
         if not await exists(self.driver, layout.blobData(digest)):
             await self.driver.putContent(layout.blobData(digest), content)
         # Served as any instance would serve it: typed from the bytes alone.

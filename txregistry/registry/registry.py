@@ -21,6 +21,7 @@ from txregistry.registry.referrers import Referrers
 from txregistry.registry.repository import Repository
 from txregistry.registry.tags import Tags
 from txregistry.registry.uploads import Uploads
+from txregistry.registry.uses import UseRecord
 from txregistry.storage import IStorageDriver, PathNotFound, layout
 
 
@@ -29,7 +30,8 @@ class Registry:
     """
     The registry's content on one storage driver. C{readOnly} refuses every
     change (registry:2's maintenance mode); C{deleteEnabled} allows
-    deleting blobs, manifests and tags.
+    deleting blobs, manifests and tags. With C{uses} (a garbage collector
+    runs on the store), every use of content is recorded there first.
 
     Every write to the store goes through here: uploads (the one way
     content becomes a blob), manifests and tags, and L{deleteContent},
@@ -42,11 +44,13 @@ class Registry:
         deleteEnabled: bool = False,
         readOnly: bool = False,
         blobDescriptors: int = BLOB_SIZE_CACHE_ENTRIES,
+        uses: UseRecord | None = None,
     ) -> None:
         self.driver = driver
         self.deleteEnabled = deleteEnabled
         self.readOnly = readOnly
-        self.uploads = Uploads(driver)
+        self.uses = uses
+        self.uploads = Uploads(driver, uses)
         self.manifestCache: ContentCache[Digest, StoredManifest] = ContentCache(MANIFEST_CACHE_BYTES)
         self.blobSizes: ContentCache[Digest, int] = ContentCache(blobDescriptors)
 
@@ -55,10 +59,10 @@ class Registry:
         return Repository(self, name)
 
     def blobs(self, name: str) -> Blobs:
-        return Blobs(self.driver, name, self.blobSizes)
+        return Blobs(self.driver, name, self.blobSizes, self.uses)
 
     def manifests(self, name: str) -> Manifests:
-        return Manifests(self.driver, name, self.manifestCache, self.blobSizes)
+        return Manifests(self.driver, name, self.manifestCache, self.blobSizes, self.uses)
 
     def tags(self, name: str) -> Tags:
         return Tags(self.driver, name)

@@ -43,6 +43,8 @@ class Repository:
     async def blob(self, digest: Digest, head: bool = False) -> BlobSource:
         blobs = self.registry.blobs(self.name)
         size = await blobs.size(digest)
+        if self.registry.uses is not None:
+            await self.registry.uses.pull(digest)
         return BlobSource(digest, size, lambda offset: blobs.open(digest, offset), blobs.redirectURL(digest))
 
     async def deleteBlob(self, digest: Digest) -> None:
@@ -55,6 +57,8 @@ class Repository:
 
     async def manifest(self, reference: str, head: bool = False) -> ManifestSource:
         stored = await self.registry.manifests(self.name).get(reference)
+        if self.registry.uses is not None:
+            await self.registry.uses.pull(stored.digest)
         return ManifestSource(stored.digest, stored.mediaType, len(stored.content), stored.content)
 
     async def putManifest(self, reference: str, content: bytes, contentType: str | None) -> Manifest:

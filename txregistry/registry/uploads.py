@@ -27,6 +27,7 @@ from txregistry.registry.blobs import Blobs
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.interfaces import IBody, UploadStatus
 from txregistry.registry.links import deleteIfPresent, exists
+from txregistry.registry.uses import UseRecord
 from txregistry.storage import IFileWriter, IStorageDriver, PathNotFound, layout
 from txregistry.storage.streams import hashReader
 
@@ -92,8 +93,9 @@ class Uploads:
     Every upload of a registry, in all its repositories.
     """
 
-    def __init__(self, driver: IStorageDriver) -> None:
+    def __init__(self, driver: IStorageDriver, uses: UseRecord | None = None) -> None:
         self.driver = driver
+        self.uses = uses
         # Only a shortcut (see the module's docstring), so bounded: an
         # upload whose progress was dropped is hashed again from storage.
         self._progress: ContentCache[str, _Progress] = ContentCache(PROGRESS_ENTRIES)
@@ -240,6 +242,9 @@ class Uploads:
         if digest.algorithm != "sha256":
             hasher = await hashReader(await self.driver.reader(writer.path), digest.algorithm)
             await self._check(name, uuid, digest, hasher, None, verified)
+        if self.uses is not None:
+            # Before publishing looks whether the store has the blob already.
+            await self.uses.use(digest)
         await _publishUpload(self.driver, name, uuid, digest)
         await Blobs(self.driver, name).link(digest)
         self._progress.discard(uuid)

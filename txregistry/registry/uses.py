@@ -1,0 +1,81 @@
+"""
+When content was last used (uploaded, linked, referenced by a manifest
+pushed, or pulled), kept in the store so that garbage collection on any
+instance sharing it leaves alone what another is using.
+
+Each writer records its use of content before it looks whether the store
+has it; garbage collection looks at the record, hides the content, then
+looks again (see L{txregistry.registry.collection}). So a writer that saw
+the content recorded its use before the second look, and the content is
+put back; one that records it later looks later too, and finds it gone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from txregistry.errors import RegistryError
+from txregistry.reference import Digest
+from txregistry.registry.cache import ContentCache
+from txregistry.registry.links import deleteIfPresent
+from txregistry.storage import IStorageDriver, PathNotFound, layout
+
+#: Pulls this instance remembers having recorded recently.
+_REMEMBERED = 100_000
+
+#: Ours, where registry:2 does not look: one file for each digest, whose
+#: modification time is the last use (the store's clock, as for blobs).
+USES = f"{layout.ROOT}/_gc/uses"
+
+
+def usePath(digest: Digest) -> str:
+    return f"{USES}/{digest.algorithm}/{digest.hex}"
+
+
+class UseRecord:
+    """
+    Uses of content, each written at once, but a pull of the same content
+    at most once every C{every} seconds of C{clock} by this instance, so
+    that pulls do not write to the store each time.
+    """
+
+    def __init__(self, driver: IStorageDriver, every: float, clock: Callable[[], float] = time.time) -> None:
+        self.driver = driver
+        self.every = every
+        self.clock = clock
+        self._pulled: ContentCache[Digest, float] = ContentCache(_REMEMBERED)
+
+    async def use(self, digest: Digest) -> None:
+        """
+        Record a use of C{digest} now, before looking whether the store has
+        it.
+        """
+        self._pulled.put(digest, self.clock(), 1)
+        await self.driver.putContent(usePath(digest), b"")
+
+    async def claim(self, digest: Digest) -> None:
+        """
+        Record a use of C{digest}, then make sure the store has its content
+        (read from the store, never from a cache): C{BLOB_UNKNOWN} if not.
+        """
+        await self.use(digest)
+        try:
+            await self.driver.stat(layout.blobData(digest))
+        except PathNotFound:
+            raise RegistryError.blobUnknown(digest) from None
+
+    async def pull(self, digest: Digest) -> None:
+        last = self._pulled.get(digest)
+        if last is None or self.clock() - last >= self.every:
+            await self.use(digest)
+
+    async def lastUsed(self, digest: Digest) -> float | None:
+        try:
+            return (await self.driver.stat(usePath(digest))).modified
+        except PathNotFound:
+            return None
+
+    async def forget(self, digest: Digest) -> None:
+        self._pulled.discard(digest)
+        await deleteIfPresent(self.driver, usePath(digest))
