@@ -24,7 +24,7 @@ from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Tok
 from txregistry.logging import logger, setLevel
 from txregistry.memory import releaseFreed
 from txregistry.registry import (
-    GarbageCollection,
+    CollectionService,
     GarbageCollector,
     IRegistry,
     Registry,
@@ -411,12 +411,12 @@ def makeService(config: Config) -> IService:
         collector = GarbageCollector(registry, clock, gc.gracePeriod.total_seconds())
         before, everyBefore = None, None
         if cache is not None:
-            from txregistry.proxy.eviction import Eviction, evict
+            from txregistry.proxy import Eviction, evict
 
             # One job walks the store for both.
             eviction = Eviction(cache)
             before, everyBefore = lambda: evict(eviction), cache.config.evictionInterval.total_seconds()
-        GarbageCollection(
+        CollectionService(
             collector, gc.interval.total_seconds(), clock, before, everyBefore
         ).setServiceParent(service)
     elif cache is not None and not registry.readOnly:

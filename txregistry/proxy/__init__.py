@@ -10,7 +10,7 @@ only when a cache is configured.
 """
 
 from txregistry.proxy.cache import CachedRepository, PullThroughCache
-from txregistry.proxy.eviction import Eviction, EvictionService
+from txregistry.proxy.eviction import Eviction, EvictionService, evict
 from txregistry.proxy.metrics import ProxyMetrics
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "EvictionService",
     "ProxyMetrics",
     "PullThroughCache",
+    "evict",
 ]

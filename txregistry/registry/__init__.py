@@ -4,7 +4,7 @@ referrers, written against the storage interface alone, and the contract
 (L{IRegistry}, L{IRepository}) the web layer serves.
 """
 
-from txregistry.registry.collection import Counters, GarbageCollection, GarbageCollector, Sweep
+from txregistry.registry.collection import CollectionService, Counters, GarbageCollector, Sweep
 from txregistry.registry.interfaces import (
     BlobSource,
     IBody,
@@ -23,7 +23,7 @@ __all__ = [
     "BlobSource",
     "Counters",
     "Entry",
-    "GarbageCollection",
+    "CollectionService",
     "GarbageCollector",
     "IBody",
     "IRegistry",

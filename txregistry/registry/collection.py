@@ -35,24 +35,14 @@ from txregistry.registry.catalog import repositories
 from txregistry.registry.leases import Lease, Leases
 from txregistry.registry.links import deleteIfPresent, readLink, writeLink
 from txregistry.registry.registry import Registry
-from txregistry.registry.uses import USES, UseRecord
+from txregistry.registry.uses import UseRecord
 from txregistry.services import Repeating
 from txregistry.storage import IStorageDriver, PathNotFound, layout
 
 log = logger(__name__)
 
-#: Ours, where registry:2 does not look: the lease of the instance
-#: collecting, and blobs hidden while the sweep looks at their use again.
-LEASE = f"{layout.ROOT}/_gc/lease"
-HIDDEN = f"{layout.ROOT}/_gc/hidden"
-BLOBS = f"{layout.ROOT}/blobs"
-
 #: How long a collector's lease lasts unless renewed (every third of it).
 LEASE_SECONDS = 60.0
-
-
-def _hiddenPath(digest: Digest) -> str:
-    return f"{HIDDEN}/{digest.algorithm}/{digest.hex}"
 
 
 @attrs.define
@@ -139,7 +129,7 @@ class GarbageCollector:
         self.counters = Counters()
         self._uses = registry.uses or UseRecord(registry.driver, gracePeriod / 4)
         self._leases: Leases[None] = Leases(
-            self.driver, lambda _: LEASE, uuid.uuid4().hex, LEASE_SECONDS, clock
+            self.driver, lambda _: layout.GC_LEASE, uuid.uuid4().hex, LEASE_SECONDS, clock
         )
 
     async def run(self) -> Sweep | None:
@@ -152,7 +142,7 @@ class GarbageCollector:
             return None
         try:
             # The store's clock, by which blobs and uses are dated too.
-            began = (await self.driver.stat(LEASE)).modified
+            began = (await self.driver.stat(layout.GC_LEASE)).modified
             return await self._collect(began - self.gracePeriod)
         finally:
             await lease.release()
@@ -177,7 +167,7 @@ class GarbageCollector:
             else:
                 # Pushed meanwhile: kept, and what it references with it.
                 await marker.mark(entry.name, entry.digest)
-        stored = await _digestsBelow(self.driver, BLOBS, 3)
+        stored = await _digestsBelow(self.driver, layout.BLOBS, 3)
         candidates = [d for d in stored if d not in marker.marked]
         self.report(
             f"\n{len(marker.marked)} blobs marked, {len(candidates)} blobs and "
@@ -268,16 +258,16 @@ class GarbageCollector:
         if info.modified >= cutoff or ((await self._uses.lastUsed(digest)) or 0) >= cutoff:
             return False
         # Hidden: a push that looks for it now finds it gone.
-        await self.driver.move(data, _hiddenPath(digest))
+        await self.driver.move(data, layout.gcHidden(digest))
         for name in linkedBy:
             await deleteIfPresent(self.driver, layout.layerLink(name, digest).rsplit("/", 1)[0])
         if ((await self._uses.lastUsed(digest)) or 0) >= cutoff:
             # Found by a push before it was hidden: put back as it was.
             for name in linkedBy:
                 await writeLink(self.driver, layout.layerLink(name, digest), digest)
-            await self.driver.move(_hiddenPath(digest), data)
+            await self.driver.move(layout.gcHidden(digest), data)
             return False
-        await self.driver.delete(_hiddenPath(digest))
+        await self.driver.delete(layout.gcHidden(digest))
         await self.registry.deleteContent(digest)
         await self._uses.forget(digest)
         self.counters.blobsReclaimed += 1
@@ -290,15 +280,15 @@ class GarbageCollector:
         Put back what a run that was stopped while hiding left hidden: the
         next sweep decides again.
         """
-        for digest in await _digestsBelow(self.driver, HIDDEN, 2):
-            await self.driver.move(_hiddenPath(digest), layout.blobData(digest))
+        for digest in await _digestsBelow(self.driver, layout.GC_HIDDEN, 2):
+            await self.driver.move(layout.gcHidden(digest), layout.blobData(digest))
 
     async def _forgetUses(self, stored: set[Digest], cutoff: float) -> None:
         """
         Drop the record of uses of content the store does not have (pushes
         of manifests that named blobs never uploaded), once old.
         """
-        for digest in await _digestsBelow(self.driver, USES, 2):
+        for digest in await _digestsBelow(self.driver, layout.GC_USES, 2):
             if digest in stored:
                 continue
             used = await self._uses.lastUsed(digest)
@@ -340,7 +330,7 @@ class _Marker:
             await self.mark(name, referrer.digest)
 
 
-class GarbageCollection(Repeating):
+class CollectionService(Repeating):
     """
     C{collector} run every C{interval} seconds of C{clock}. With C{before}
     (a pull-through cache's eviction, run every C{everyBefore} seconds),

@@ -24,14 +24,6 @@ from txregistry.storage import IStorageDriver, PathNotFound, layout
 #: Pulls this instance remembers having recorded recently.
 _REMEMBERED = 100_000
 
-#: Ours, where registry:2 does not look: one file for each digest, whose
-#: modification time is the last use (the store's clock, as for blobs).
-USES = f"{layout.ROOT}/_gc/uses"
-
-
-def usePath(digest: Digest) -> str:
-    return f"{USES}/{digest.algorithm}/{digest.hex}"
-
 
 class UseRecord:
     """
@@ -52,7 +44,7 @@ class UseRecord:
         it.
         """
         self._pulled.put(digest, self.clock(), 1)
-        await self.driver.putContent(usePath(digest), b"")
+        await self.driver.putContent(layout.gcUse(digest), b"")
 
     async def claim(self, digest: Digest) -> None:
         """
@@ -72,10 +64,10 @@ class UseRecord:
 
     async def lastUsed(self, digest: Digest) -> float | None:
         try:
-            return (await self.driver.stat(usePath(digest))).modified
+            return (await self.driver.stat(layout.gcUse(digest))).modified
         except PathNotFound:
             return None
 
     async def forget(self, digest: Digest) -> None:
         self._pulled.discard(digest)
-        await deleteIfPresent(self.driver, usePath(digest))
+        await deleteIfPresent(self.driver, layout.gcUse(digest))

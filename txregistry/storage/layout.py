@@ -29,6 +29,14 @@ and, in a fleet of caches on one store, which instance is fetching a blob
 (a lease each):
 
     /docker/registry/v2/_proxy/leases/<alg>/<hex>
+
+and, for garbage collection while the registry runs, the lease of the
+instance collecting, when each blob was last used, and the blobs a sweep
+has set aside before it looks at their use a last time:
+
+    /docker/registry/v2/_gc/lease
+    /docker/registry/v2/_gc/uses/<alg>/<hex>
+    /docker/registry/v2/_gc/hidden/<alg>/<hex>
 """
 
 from __future__ import annotations
@@ -37,10 +45,11 @@ from txregistry.reference import Digest
 
 ROOT = "/docker/registry/v2"
 REPOSITORIES = f"{ROOT}/repositories"
+BLOBS = f"{ROOT}/blobs"
 
 
 def blobDirectory(digest: Digest) -> str:
-    return f"{ROOT}/blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
 
 
 def blobData(digest: Digest) -> str:
@@ -122,6 +131,19 @@ def proxyLease(digest: Digest) -> str:
 
 def proxyEntry(name: str, kind: str, digest: Digest) -> str:
     return f"{PROXY_REPOSITORIES}/{name}/_{kind}/{digest.algorithm}/{digest.hex}"
+
+
+GC_LEASE = f"{ROOT}/_gc/lease"
+GC_USES = f"{ROOT}/_gc/uses"
+GC_HIDDEN = f"{ROOT}/_gc/hidden"
+
+
+def gcUse(digest: Digest) -> str:
+    return f"{GC_USES}/{digest.algorithm}/{digest.hex}"
+
+
+def gcHidden(digest: Digest) -> str:
+    return f"{GC_HIDDEN}/{digest.algorithm}/{digest.hex}"
 
 
 def basename(path: str) -> str:
