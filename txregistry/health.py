@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from txregistry.config.schema import Config, FileCheck, HTTPCheck, TCPCheck
+from txregistry.config.schema import Config, ConfigError, FileCheck, HTTPCheck, TCPCheck
 from txregistry.logging import logger
 from txregistry.services import Repeating
 from txregistry.storage import IStorageDriver
@@ -183,7 +183,13 @@ def _fileCheck(check: FileCheck, reactor: Any) -> Check:
 
 
 def _httpCheck(check: HTTPCheck, reactor: Any) -> Check:
-    from treq.client import HTTPClient
+    try:
+        # treq is the proxy and s3 extras', needed only for an HTTP check.
+        from treq.client import HTTPClient
+    except ImportError as e:
+        raise ConfigError(
+            f"health.http: HTTP checks need treq (pip install 'txregistry[proxy]'): {e}"
+        ) from None
     from twisted.web.client import Agent, HTTPConnectionPool
     from twisted.web.http_headers import Headers
 
