@@ -363,3 +363,12 @@ def test_bad_health_sections_stop_start_up(health: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse(health)
     assert str(raised.value).startswith(message)
+
+
+def test_the_example() -> None:
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    with open(os.path.join(examples, "health.yml")) as f:
+        config = parseConfig(f.read(), environ={})
+    assert config.warnings == ()
+    assert config.health.storageDriver.enabled
+    assert [check.file for check in config.health.files] == ["./out-of-rotation"]
