@@ -20,6 +20,7 @@ from txregistry.config import (
     InMemory,
     Proxy,
     Storage,
+    StorageCheck,
     Upstream,
     isPrivate,
     listenEndpoint,
@@ -77,7 +78,10 @@ def test_registry2_default_file() -> None:
     assert config.http.listen == ("tcp:5000",)
     assert config.http.headers == {"X-Content-Type-Options": ("nosniff",)}
     unsupported = {w.split()[2] for w in config.warnings}
-    assert unsupported == {"log.fields", "health"}
+    assert unsupported == {"log.fields"}
+    assert config.health.storageDriver == StorageCheck(
+        enabled=True, interval=timedelta(seconds=10), threshold=3
+    )
 
 
 def test_supported_keys() -> None:

@@ -21,6 +21,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
+from txregistry.health import healthChecks, upstreamStatus
 from txregistry.logging import logger, setLevel
 from txregistry.memory import releaseFreed
 from txregistry.registry import (
@@ -41,6 +42,7 @@ from txregistry.web import (
     RootResource,
     SiteRequest,
 )
+from txregistry.web.debug import HealthStatus
 
 if TYPE_CHECKING:
     from txregistry.proxy import PullThroughCache
@@ -160,10 +162,13 @@ def served(config: Config, registry: Registry | None = None) -> IRegistry:
     return cache if cache is not None else registry
 
 
-def resource(config: Config, registry: IRegistry | None = None) -> RegistryResource:
+def resource(
+    config: Config, registry: IRegistry | None = None, health: HealthStatus | None = None
+) -> RegistryResource:
     """
     The registry's API as a resource to put at C{/v2} of a L{Site}:
-    C{registry}'s, or by default L{served}'s. Give the site
+    C{registry}'s, or by default L{served}'s; 503 to every request while
+    C{health} names failing checks. Give the site
     C{requestFactory=RegistryRequest} so that uploads stream instead of
     being read whole first.
     """
@@ -171,7 +176,7 @@ def resource(config: Config, registry: IRegistry | None = None) -> RegistryResou
     context = Context(
         registry, guard=guardOf(config), host=config.http.host, relativeURLs=config.http.relativeURLs
     )
-    return RegistryResource(registry, context, config.http.headers)
+    return RegistryResource(registry, context, config.http.headers, health)
 
 
 def guardOf(config: Config) -> Guard | None:
@@ -234,13 +239,13 @@ class _Site(Site):
             super().log(request)  # type: ignore[arg-type]
 
 
-def site(config: Config, registry: IRegistry | None = None) -> Site:
+def site(config: Config, registry: IRegistry | None = None, health: HealthStatus | None = None) -> Site:
     """
     A site that serves the registry (as L{resource} does) at C{/v2/}, and
     OCI errors elsewhere.
     """
     registry = registry if registry is not None else served(config)
-    root = RootResource(resource(config, registry))
+    root = RootResource(resource(config, registry, health))
     if config.proxy is not None and config.proxy.fleet is not None and config.http.secret is not None:
         from txregistry.proxy import PullThroughCache
         from txregistry.web import FleetResource
@@ -348,10 +353,10 @@ def _endpoint(description: str, key: str = "--listen") -> IStreamServerEndpoint:
         ) from None
 
 
-def debugSite(config: Config) -> Site:
+def debugSite(config: Config, health: HealthStatus, cache: PullThroughCache | None = None) -> Site:
     """
-    The site of the debug listener (C{http.debug}): health, and the
-    metrics when they are on.
+    The site of the debug listener (C{http.debug}): health, the metrics
+    when they are on, and a cache's upstreams.
     """
     debug = config.http.debug
     assert debug is not None
@@ -367,13 +372,14 @@ def debugSite(config: Config) -> Site:
         metrics = MetricsResource()
     from txregistry.web.debug import DebugResource
 
-    return _Site(DebugResource(lambda: {}, metrics, debug.metricsPath), accessLog=False)
+    upstreams = None if cache is None else upstreamStatus(cache)
+    return _Site(DebugResource(health, metrics, debug.metricsPath, upstreams), accessLog=False)
 
 
 def makeService(config: Config) -> IService:
     """
-    The registry as a service: its listening endpoints and, when enabled,
-    the purging of old uploads.
+    The registry as a service: its listening endpoints, its health checks
+    and, when enabled, the purging of old uploads.
     """
     setLevel(config.log.level)
     for description in config.http.listen:
@@ -392,7 +398,11 @@ def makeService(config: Config) -> IService:
     registry = registryOf(config)
     cache = cacheOf(config, registry)
     service = _RegistryService(config, registry, cache)
-    factory: IProtocolFactory = site(config, cache if cache is not None else registry)
+    health = healthChecks(config, registry.driver, reactor)
+    health.setServiceParent(service)
+    factory: IProtocolFactory = site(
+        config, cache if cache is not None else registry, health.failing if health.checks else None
+    )
     if tls is not None:
         from txregistry.web import behindTLS
 
@@ -401,7 +411,7 @@ def makeService(config: Config) -> IService:
         Listening(endpoint, factory).setServiceParent(service)
     if config.http.debug is not None:
         debug = _endpoint(config.http.debug.listen, "http.debug.addr")
-        Listening(debug, debugSite(config)).setServiceParent(service)
+        Listening(debug, debugSite(config, health.failing, cache)).setServiceParent(service)
     purging = config.storage.uploadPurging
     if purging.enabled and not registry.readOnly:
         UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)

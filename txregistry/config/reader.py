@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 import yaml
@@ -36,14 +37,19 @@ from txregistry.config.schema import (
     Config,
     ConfigError,
     Debug,
+    FileCheck,
     Filesystem,
     Fleet,
     GarbageCollection,
+    Health,
     Htpasswd,
+    HTTPCheck,
     InMemory,
     Log,
     Proxy,
     Storage,
+    StorageCheck,
+    TCPCheck,
     Token,
     UploadPurging,
     Upstream,
@@ -52,6 +58,8 @@ from txregistry.config.schema import (
 _DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
 _SUPPORTED_DRIVERS = ("filesystem", "inmemory", "s3")
 _LOG_LEVELS = ("debug", "info", "warn", "error")
+
+T = TypeVar("T")
 
 
 class _Reader:
@@ -548,7 +556,7 @@ def _debug(reader: _Reader) -> Debug | None:
         raise ConfigError(f"http.debug.addr: {e}") from None
     if not enabled:
         return Debug(listen=listen)
-    if not path.startswith("/") or path.rstrip("/") in ("", "/debug", "/debug/health"):
+    if not path.startswith("/") or path.rstrip("/") in ("", "/debug", "/debug/health", "/debug/upstreams"):
         raise ConfigError(f"http.debug.prometheus.path: expected a path like /metrics, got {path!r}")
     return Debug(listen=listen, metricsPath=path)
 
@@ -667,6 +675,119 @@ def _fleet(reader: _Reader) -> Fleet | None:
     return Fleet(advertise=advertise, lease=lease)
 
 
+_CHECK_KEYS = {
+    "file": ("file", "interval", "threshold"),
+    "http": ("uri", "headers", "statuscode", "timeout", "interval", "threshold"),
+    "tcp": ("addr", "timeout", "interval", "threshold"),
+}
+
+
+def _health(reader: _Reader) -> Health:
+    """
+    registry:2's C{health}: the storage driver's check, and lists of file,
+    HTTP and TCP checks.
+    """
+    reader.get("health", dict)
+    reader.get("health.storagedriver", dict)
+    storage = StorageCheck(
+        enabled=reader.get("health.storagedriver.enabled", bool, StorageCheck().enabled),
+        interval=reader.duration("health.storagedriver.interval", StorageCheck().interval, positive=True),
+        threshold=_threshold(reader, "health.storagedriver.threshold"),
+    )
+    return Health(
+        storageDriver=storage,
+        files=tuple(_checks(reader, "file", _fileCheck)),
+        http=tuple(_checks(reader, "http", _httpCheck)),
+        tcp=tuple(_checks(reader, "tcp", _tcpCheck)),
+    )
+
+
+def _checks(reader: _Reader, kind: str, parse: Callable[[_Reader], T]) -> list[T]:
+    """
+    The entries of the list C{health.<kind>}, each parsed from a reader of
+    its own; errors name the entry (C{health.http[0].uri}).
+    """
+    key = f"health.{kind}"
+    checks = []
+    for i, entry in enumerate(reader.get(key, list, [])):
+        where = f"{key}[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {entry!r}")
+        for name in entry:
+            if name not in _CHECK_KEYS[kind]:
+                raise ConfigError(f"{where}.{name}: unknown key (known: {', '.join(_CHECK_KEYS[kind])})")
+        try:
+            checks.append(parse(_Reader(entry)))
+        except ConfigError as e:
+            raise ConfigError(f"{where}.{e}") from None
+    return checks
+
+
+def _threshold(reader: _Reader, key: str) -> int:
+    threshold: int = reader.get(key, int, 0)
+    if threshold < 0:
+        raise ConfigError(f"{key}: must be 0 or more")
+    return threshold
+
+
+def _given(reader: _Reader, key: str) -> str:
+    value = reader.get(key, str)
+    if not value:
+        raise ConfigError(f"{key}: required")
+    return str(value)
+
+
+def _fileCheck(entry: _Reader) -> FileCheck:
+    return FileCheck(
+        file=_given(entry, "file"),
+        interval=entry.duration("interval", FileCheck("").interval, positive=True),
+        threshold=_threshold(entry, "threshold"),
+    )
+
+
+def _httpCheck(entry: _Reader) -> HTTPCheck:
+    defaults = HTTPCheck("")
+    uri = _given(entry, "uri")
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"uri: expected an http:// or https:// URL, got {uri!r}")
+    headers: dict[str, tuple[str, ...]] = {}
+    for name, value in entry.get("headers", dict, {}).items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"headers.{name}: expected a list of strings")
+        headers[str(name)] = tuple(values)
+    status = entry.get("statuscode", int, defaults.statusCode)
+    if not 100 <= status <= 599:
+        raise ConfigError(f"statuscode: expected an HTTP status code, got {status}")
+    return HTTPCheck(
+        uri=uri,
+        headers=headers,
+        statusCode=status,
+        # registry:2's 0, for none: here the interval, as when left out.
+        timeout=entry.duration("timeout", timedelta(0)) or defaults.timeout,
+        interval=entry.duration("interval", defaults.interval, positive=True),
+        threshold=_threshold(entry, "threshold"),
+    )
+
+
+def _tcpCheck(entry: _Reader) -> TCPCheck:
+    addr = _given(entry, "addr")
+    host, _, port = addr.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"addr: expected host:port, got {addr!r}")
+    defaults = TCPCheck(addr, host, int(port))
+    return TCPCheck(
+        addr=addr,
+        host=host,
+        port=int(port),
+        timeout=entry.duration("timeout", timedelta(0)) or defaults.timeout,
+        interval=entry.duration("interval", defaults.interval, positive=True),
+        threshold=_threshold(entry, "threshold"),
+    )
+
+
 def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> Config:
     """
     A configuration from the text of a C{config.yml} (C{None} for none at
@@ -703,6 +824,7 @@ def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> C
         proxy=_proxy(reader),
         auth=auth,
         access=_access(reader, auth),
+        health=_health(reader),
     )
     return attrs.evolve(config, warnings=tuple(reader.warning(key) for key in reader.unknown()))
 

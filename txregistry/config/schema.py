@@ -306,6 +306,81 @@ class Proxy:
         return None
 
 
+#: registry:2's interval between two runs of a health check.
+DEFAULT_CHECK_INTERVAL = timedelta(seconds=10)
+
+
+@attrs.frozen
+class StorageCheck:
+    """
+    C{health.storagedriver}: the storage driver reached every C{interval};
+    failing once it has failed C{threshold} times in a row (0 and 1 alike:
+    at the first failure).
+    """
+
+    enabled: bool = False
+    interval: timedelta = DEFAULT_CHECK_INTERVAL
+    threshold: int = 0
+
+
+@attrs.frozen
+class FileCheck:
+    """
+    An entry of C{health.file}: failing while a file is at C{file}.
+    """
+
+    file: str
+    interval: timedelta = DEFAULT_CHECK_INTERVAL
+    threshold: int = 0
+
+
+@attrs.frozen
+class HTTPCheck:
+    """
+    An entry of C{health.http}: a C{HEAD} of C{uri} that must answer
+    C{statusCode}.
+    """
+
+    uri: str
+    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    statusCode: int = 200
+    #: How long to wait for the answer; C{None}: the interval (registry:2
+    #: waits without end).
+    timeout: timedelta | None = None
+    interval: timedelta = DEFAULT_CHECK_INTERVAL
+    threshold: int = 0
+
+
+@attrs.frozen
+class TCPCheck:
+    """
+    An entry of C{health.tcp}: a connection to C{host}:C{port} that must
+    be made.
+    """
+
+    #: C{host:port} as given: the check's name.
+    addr: str
+    host: str
+    port: int
+    #: How long to wait for the connection; C{None}: the interval.
+    timeout: timedelta | None = None
+    interval: timedelta = DEFAULT_CHECK_INTERVAL
+    threshold: int = 0
+
+
+@attrs.frozen
+class Health:
+    """
+    registry:2's C{health} section. While any check fails, the API answers
+    503 to every request.
+    """
+
+    storageDriver: StorageCheck = StorageCheck()
+    files: tuple[FileCheck, ...] = ()
+    http: tuple[HTTPCheck, ...] = ()
+    tcp: tuple[TCPCheck, ...] = ()
+
+
 @attrs.frozen
 class Config:
     storage: Storage = Storage()
@@ -316,5 +391,6 @@ class Config:
     auth: Htpasswd | Token | None = None
     #: What htpasswd users may do; C{None}: everything, once signed in.
     access: AccessRules | None = None
+    health: Health = Health()
     #: One line for each key given that is not supported (yet).
     warnings: tuple[str, ...] = ()

@@ -35,6 +35,14 @@ class CircuitBreaker:
     def isOpen(self) -> bool:
         return self._retryAt > self._clock()
 
+    @property
+    def lastFailure(self) -> str | None:
+        """
+        Why the upstream last failed (it may have recovered since); C{None}
+        if it never did.
+        """
+        return self._reason or None
+
     def check(self) -> None:
         """
         Raise L{CircuitOpen} while the upstream is held back. Once the

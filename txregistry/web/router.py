@@ -11,11 +11,12 @@ C{<name>/tags/list}; whatever stands before is the name.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote
 
 import attrs
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from txregistry.errors import RegistryError
 from txregistry.reference import checkName
@@ -24,6 +25,7 @@ from txregistry.web.base import BaseEndpoint
 from txregistry.web.blobs import BlobEndpoint
 from txregistry.web.catalog import CatalogEndpoint
 from txregistry.web.context import Context
+from txregistry.web.debug import HealthStatus
 from txregistry.web.manifests import ManifestEndpoint
 from txregistry.web.referrers import ReferrersEndpoint
 from txregistry.web.responses import Endpoint, writeError
@@ -43,6 +45,23 @@ class ErrorEndpoint(Endpoint):
 
     def serve(self, request: Request, method: str) -> None:
         writeError(request, self.error)
+
+
+class UnhealthyEndpoint(Endpoint):
+    """
+    Every request while a health check fails, as registry:2's: 503
+    C{UNAVAILABLE}, before the guard (it is the registry that cannot serve,
+    whoever asks) and before anything is read or done.
+    """
+
+    def render(self, request: Request) -> Any:
+        writeError(request, _UNHEALTHY)
+        return NOT_DONE_YET
+
+
+_UNHEALTHY = RegistryError(
+    "UNAVAILABLE", "service unavailable", "health check failed: please see /debug/health"
+)
 
 
 def notFound(path: str, context: Context) -> ErrorEndpoint:
@@ -126,7 +145,8 @@ class RegistryResource(Resource):
     """
     The registry's API, to be put at C{/v2} of a L{Site}. For request bodies
     to stream rather than be read whole first, the site's C{requestFactory}
-    should be L{RegistryRequest}.
+    should be L{RegistryRequest}. While C{health} names failing checks,
+    every request is answered 503.
     """
 
     def __init__(
@@ -134,15 +154,26 @@ class RegistryResource(Resource):
         registry: IRegistry,
         context: Context | None = None,
         headers: Mapping[str, Sequence[str]] | None = None,
+        health: HealthStatus | None = None,
     ) -> None:
         super().__init__()
         self.context = context or Context(registry)
         self.headers = dict(headers or {})
+        self.health = health
 
     def _prepare(self, request: Request) -> None:
         request.setHeader("Docker-Distribution-API-Version", "registry/2.0")
         for key, values in self.headers.items():
             request.responseHeaders.setRawHeaders(key, list(values))
+
+    def unhealthy(self) -> Endpoint | None:
+        """
+        What answers every request instead of its route while a health
+        check fails.
+        """
+        if self.health is not None and self.health():
+            return UnhealthyEndpoint(self.context)
+        return None
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
         self._prepare(request)
@@ -150,11 +181,14 @@ class RegistryResource(Resource):
         segments = [path, *rest]
         request.prepath = [*(request.prepath or []), *rest]
         request.postpath = []
+        unhealthy = self.unhealthy()
+        if unhealthy is not None:
+            return unhealthy
         return route(self.context, [unquote(s.decode("utf-8", "replace")) for s in segments])
 
     def render(self, request: Request) -> bytes:
         self._prepare(request)
-        result: bytes = route(self.context, []).render(request)
+        result: bytes = (self.unhealthy() or route(self.context, [])).render(request)
         return result
 
 
@@ -172,7 +206,9 @@ class RootResource(Resource):
         if path == b"v2":
             return self.registry
         self.registry._prepare(request)
-        return notFound(request.path.decode("utf-8", "replace"), self.registry.context)
+        return self.registry.unhealthy() or notFound(
+            request.path.decode("utf-8", "replace"), self.registry.context
+        )
 
     def render(self, request: Request) -> bytes:
         return self.getChild(b"", request).render(request)
