@@ -43,6 +43,7 @@ from txregistry.web import (
 )
 
 if TYPE_CHECKING:
+    from txregistry.notifications import INotifier, Notifier
     from txregistry.proxy import PullThroughCache
 
 log = logger(__name__)
@@ -160,18 +161,40 @@ def served(config: Config, registry: Registry | None = None) -> IRegistry:
     return cache if cache is not None else registry
 
 
-def resource(config: Config, registry: IRegistry | None = None) -> RegistryResource:
+def resource(
+    config: Config, registry: IRegistry | None = None, notifier: INotifier | None = None
+) -> RegistryResource:
     """
     The registry's API as a resource to put at C{/v2} of a L{Site}:
-    C{registry}'s, or by default L{served}'s. Give the site
+    C{registry}'s, or by default L{served}'s, telling C{notifier} (by
+    default L{notifierOf}'s) what requests did. Give the site
     C{requestFactory=RegistryRequest} so that uploads stream instead of
     being read whole first.
     """
     registry = registry if registry is not None else served(config)
     context = Context(
-        registry, guard=guardOf(config), host=config.http.host, relativeURLs=config.http.relativeURLs
+        registry,
+        guard=guardOf(config),
+        host=config.http.host,
+        relativeURLs=config.http.relativeURLs,
+        notifier=notifier if notifier is not None else notifierOf(config),
     )
     return RegistryResource(registry, context, config.http.headers)
+
+
+def notifierOf(config: Config) -> Notifier | None:
+    """
+    What tells the configuration's notification endpoints, if it has any
+    enabled.
+    """
+    if not any(not endpoint.disabled for endpoint in config.notifications):
+        return None
+    try:
+        # Imported here: treq, for delivering, is needed only with endpoints.
+        from txregistry.notifications import notifierOf as webhooksOf
+    except ImportError as e:
+        raise ConfigError(f"notifications: delivering them needs treq (pip install treq): {e}") from None
+    return webhooksOf(config.notifications, config.http.listen)
 
 
 def guardOf(config: Config) -> Guard | None:
@@ -234,13 +257,13 @@ class _Site(Site):
             super().log(request)  # type: ignore[arg-type]
 
 
-def site(config: Config, registry: IRegistry | None = None) -> Site:
+def site(config: Config, registry: IRegistry | None = None, notifier: INotifier | None = None) -> Site:
     """
     A site that serves the registry (as L{resource} does) at C{/v2/}, and
     OCI errors elsewhere.
     """
     registry = registry if registry is not None else served(config)
-    root = RootResource(resource(config, registry))
+    root = RootResource(resource(config, registry, notifier))
     if config.proxy is not None and config.proxy.fleet is not None and config.http.secret is not None:
         from txregistry.proxy import PullThroughCache
         from txregistry.web import FleetResource
@@ -326,6 +349,13 @@ class _RegistryService(MultiService):
                     url=upstream.remoteURL,
                     prefix=f" for {upstream.name}/..." if upstream.name else "",
                 )
+        for endpoint in self.config.notifications:
+            log.info(
+                "txregistry: notifications to {name} ({url}){disabled}",
+                name=endpoint.name,
+                url=endpoint.url,
+                disabled=", disabled" if endpoint.disabled else "",
+            )
         with _listening():
             super().startService()
         # Once all that starting up made and dropped is garbage.
@@ -392,7 +422,11 @@ def makeService(config: Config) -> IService:
     registry = registryOf(config)
     cache = cacheOf(config, registry)
     service = _RegistryService(config, registry, cache)
-    factory: IProtocolFactory = site(config, cache if cache is not None else registry)
+    notifier = notifierOf(config)
+    if notifier is not None:
+        # Stopped with the service: deliveries end with it.
+        notifier.setServiceParent(service)
+    factory: IProtocolFactory = site(config, cache if cache is not None else registry, notifier)
     if tls is not None:
         from txregistry.web import behindTLS
 
