@@ -27,7 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 import txregistry
 from tests.conftest import configFor
-from tests.helpers import Client, ReferenceRegistry, freePort, serving, sha256, withQuery
+from tests.helpers import Client, ReferenceRegistry, RegistryProcess, freePort, serving, sha256, withQuery
 from txregistry.config import ConfigError
 from txregistry.manifest import OCI_MANIFEST
 from txregistry.notifications import EVENTS_MEDIA_TYPE, Notifier, notifierOf
@@ -105,7 +105,7 @@ async def notifying(
         async with serving(None, site=txregistry.site(config, notifier=notifier)) as client:
             yield client, notifier
     finally:
-        notifier.stopService()
+        await notifier.stopService()
 
 
 # --- field for field, as the reference registry ---
@@ -412,6 +412,26 @@ async def test_a_disabled_endpoint_is_not_told() -> None:
             await client.pushBlob("a/b", b"x")
             await settle(0.2)
     assert receiver.deliveries == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_running_registry_tells_its_endpoints(tmp_path: object) -> None:
+    config = os.path.join(str(tmp_path), "config.yml")
+    async with receiving() as (receiver, url):
+        with open(config, "w") as f:
+            f.write("version: 0.1\nstorage:\n  inmemory: {}\n" + endpointYAML(url))
+        process = RegistryProcess(os.path.join(str(tmp_path), "store"), config, overrideRoot=False)
+        process.start()
+        try:
+            client = Client(process.base)
+            blob = await client.pushBlob("a/b", b"x")
+            await client.close()
+            await waitFor(lambda: len(receiver.events()) == 1)
+        finally:
+            process.stop()
+    assert receiver.events()[0]["target"]["digest"] == blob
+    assert process.process is not None and process.process.returncode == 0
+    assert f"notifications to hook ({url})" in process.output()
 
 
 # --- configuration ---

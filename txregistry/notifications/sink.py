@@ -13,6 +13,7 @@ from uuid import uuid4
 
 from twisted.application.service import Service
 from twisted.internet import reactor as defaultReactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
@@ -44,10 +45,10 @@ class Notifier(Service):
         for webhook in wanting:
             webhook.send(body)
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
-        for webhook in self.webhooks:
-            webhook.stop()
+        stopped: Deferred[Any] = gatherResults([webhook.stop() for webhook in self.webhooks])
+        return stopped.addCallback(lambda _: None)
 
 
 def notifierOf(

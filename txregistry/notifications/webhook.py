@@ -97,22 +97,23 @@ class Webhook:
         self._queue.append(body)
         self._next()
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
         """
-        Deliver no more: what is still queued is given up.
+        Deliver no more: what is still queued is given up. Fires once the
+        connection kept is closed.
         """
         self._stopped = True
         if self._waiting is not None and self._waiting.active():
             self._waiting.cancel()
         if self._sending is not None:
             self._sending.cancel()
-        self.pool.closeCachedConnections()
         if self._queue:
             log.info(
                 "notifications: endpoint {name}: {n} events not delivered at shutdown",
                 name=self.endpoint.name,
                 n=len(self._queue),
             )
+        return self.pool.closeCachedConnections()
 
     def _next(self) -> None:
         if self._stopped or self._sending is not None or self._waiting is not None or not self._queue:
