@@ -42,6 +42,8 @@ setup(
         "proxy": ["treq>=23.11"],
         # auth.token: JWTs checked against certificates and JWKS keys.
         "token": ["PyJWT>=2.8", "cryptography>=45"],
+        # notifications.endpoints: webhooks delivered with treq.
+        "notifications": ["treq>=23.11"],
         # http.debug.prometheus: the metrics in Prometheus's format.
         "metrics": ["prometheus_client>=0.17"],
         "test": [

@@ -375,7 +375,7 @@ def test_empty_auth_is_no_authentication() -> None:
             "(did you mean storage.filesystem.rootdirectory?)",
         ),
         ("lgo:\n  level: info\n", "config key lgo is not supported and is ignored (did you mean log?)"),
-        ("notifications: {}\n", "config key notifications is not supported yet and is ignored"),
+        ("redis: {}\n", "config key redis is not supported yet and is ignored"),
     ],
 )
 def test_unknown_keys_suggest_the_nearest_known_one(section: str, warning: str) -> None:

@@ -25,6 +25,12 @@ FORBIDDEN = {
     "txregistry.proxy": ("txregistry.storage.layout", "txregistry.web"),
     "txregistry.storage": ("txregistry.registry", "txregistry.web", "txregistry.proxy"),
     "txregistry.registry": ("txregistry.web", "txregistry.proxy"),
+    "txregistry.notifications": (
+        "txregistry.web",
+        "txregistry.registry",
+        "txregistry.proxy",
+        "txregistry.storage",
+    ),
 }
 
 

@@ -85,7 +85,7 @@ async def test_console_script_with_config_file(tmp_path: object) -> None:
     with open(config, "w") as f:
         f.write(
             f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
-            f"http:\n  addr: 127.0.0.1:{port}\nnotifications: {{}}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\nredis: {{}}\n"
         )
     script = os.path.join(os.path.dirname(sys.executable), "txregistry")
     if not os.path.exists(script):
@@ -102,7 +102,7 @@ async def test_console_script_with_config_file(tmp_path: object) -> None:
     finally:
         process.terminate()
         output = process.communicate(timeout=10)[0]
-    assert "config key notifications is not supported yet and is ignored" in output
+    assert "config key redis is not supported yet and is ignored" in output
 
 
 @pytest_twisted.ensureDeferred
@@ -263,7 +263,7 @@ def test_log_level_and_access_log(
         f.write(
             f"version: 0.1\nlog:\n  level: {level}\n"
             f"  accesslog:\n    disabled: {str(not accessLog).lower()}\n"
-            "storage:\n  filesystem:\n    rootdirectory: /ignored\nnotifications: {}\n"
+            "storage:\n  filesystem:\n    rootdirectory: /ignored\nredis: {}\n"
         )
     process = RegistryProcess(os.path.join(str(tmp_path), "store"), config)
     process.start()
@@ -273,7 +273,7 @@ def test_log_level_and_access_log(
         process.stop()
     output = process.output()
     assert ("txregistry: filesystem storage" in output) == expectInfo
-    assert ("config key notifications is not supported yet" in output) == expectWarning
+    assert ("config key redis is not supported yet" in output) == expectWarning
     assert ('"GET /v2/ HTTP/1.1" 200' in output) == expectAccess
 
 

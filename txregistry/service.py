@@ -45,6 +45,7 @@ from txregistry.web import (
 from txregistry.web.debug import HealthStatus
 
 if TYPE_CHECKING:
+    from txregistry.notifications import INotifier, Notifier
     from txregistry.proxy import PullThroughCache
 
 log = logger(__name__)
@@ -163,20 +164,46 @@ def served(config: Config, registry: Registry | None = None) -> IRegistry:
 
 
 def resource(
-    config: Config, registry: IRegistry | None = None, health: HealthStatus | None = None
+    config: Config,
+    registry: IRegistry | None = None,
+    health: HealthStatus | None = None,
+    notifier: INotifier | None = None,
 ) -> RegistryResource:
     """
     The registry's API as a resource to put at C{/v2} of a L{Site}:
-    C{registry}'s, or by default L{served}'s; 503 to every request while
+    C{registry}'s, or by default L{served}'s, telling C{notifier} (by
+    default L{notifierOf}'s) what requests did; 503 to every request while
     C{health} names failing checks. Give the site
     C{requestFactory=RegistryRequest} so that uploads stream instead of
     being read whole first.
     """
     registry = registry if registry is not None else served(config)
     context = Context(
-        registry, guard=guardOf(config), host=config.http.host, relativeURLs=config.http.relativeURLs
+        registry,
+        guard=guardOf(config),
+        host=config.http.host,
+        relativeURLs=config.http.relativeURLs,
+        notifier=notifier if notifier is not None else notifierOf(config),
     )
     return RegistryResource(registry, context, config.http.headers, health)
+
+
+def notifierOf(config: Config) -> Notifier | None:
+    """
+    What tells the configuration's notification endpoints, if it has any
+    enabled.
+    """
+    if not any(not endpoint.disabled for endpoint in config.notifications):
+        return None
+    try:
+        # Imported here: treq, for delivering, is needed only with endpoints.
+        from txregistry.notifications import notifierOf as webhooksOf
+    except ImportError as e:
+        raise ConfigError(
+            "notifications: delivering them needs the notifications extra "
+            f"(pip install 'txregistry[notifications]'): {e}"
+        ) from None
+    return webhooksOf(config.notifications, config.http.listen)
 
 
 def guardOf(config: Config) -> Guard | None:
@@ -239,13 +266,18 @@ class _Site(Site):
             super().log(request)  # type: ignore[arg-type]
 
 
-def site(config: Config, registry: IRegistry | None = None, health: HealthStatus | None = None) -> Site:
+def site(
+    config: Config,
+    registry: IRegistry | None = None,
+    health: HealthStatus | None = None,
+    notifier: INotifier | None = None,
+) -> Site:
     """
     A site that serves the registry (as L{resource} does) at C{/v2/}, and
     OCI errors elsewhere.
     """
     registry = registry if registry is not None else served(config)
-    root = RootResource(resource(config, registry, health))
+    root = RootResource(resource(config, registry, health, notifier))
     if config.proxy is not None and config.proxy.fleet is not None and config.http.secret is not None:
         from txregistry.proxy import PullThroughCache
         from txregistry.web import FleetResource
@@ -331,6 +363,13 @@ class _RegistryService(MultiService):
                     url=upstream.remoteURL,
                     prefix=f" for {upstream.name}/..." if upstream.name else "",
                 )
+        for endpoint in self.config.notifications:
+            log.info(
+                "txregistry: notifications to {name} ({url}){disabled}",
+                name=endpoint.name,
+                url=endpoint.url,
+                disabled=", disabled" if endpoint.disabled else "",
+            )
         with _listening():
             super().startService()
         # Once all that starting up made and dropped is garbage.
@@ -400,8 +439,12 @@ def makeService(config: Config) -> IService:
     service = _RegistryService(config, registry, cache)
     health = healthChecks(config, registry.driver, reactor)
     health.setServiceParent(service)
+    notifier = notifierOf(config)
+    if notifier is not None:
+        # Stopped with the service: deliveries end with it.
+        notifier.setServiceParent(service)
     factory: IProtocolFactory = site(
-        config, cache if cache is not None else registry, health.failing if health.checks else None
+        config, cache if cache is not None else registry, health.failing if health.checks else None, notifier
     )
     if tls is not None:
         from txregistry.web import behindTLS

@@ -46,6 +46,7 @@ from txregistry.config.schema import (
     HTTPCheck,
     InMemory,
     Log,
+    NotificationEndpoint,
     Proxy,
     Storage,
     StorageCheck,
@@ -503,6 +504,16 @@ def _s3(reader: _Reader) -> S3:
     )
 
 
+def _headers(key: str, headers: dict[Any, Any]) -> dict[str, tuple[str, ...]]:
+    parsed: dict[str, tuple[str, ...]] = {}
+    for name, value in headers.items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float)) for v in values):
+            raise ConfigError(f"{key}.{name}: expected a string or a list of strings")
+        parsed[str(name)] = tuple(str(v) for v in values)
+    return parsed
+
+
 def _http(reader: _Reader) -> HTTP:
     defaults = HTTP()
     reader.get("http", dict)
@@ -517,13 +528,7 @@ def _http(reader: _Reader) -> HTTP:
             listen = (listenEndpoint(addr) if net is None else listenEndpoint(addr, net),)
         except ValueError as e:
             raise ConfigError(f"http.addr: {e}") from None
-    headers = reader.get("http.headers", dict, {})
-    parsed: dict[str, tuple[str, ...]] = {}
-    for name, value in headers.items():
-        values = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, (str, int, float)) for v in values):
-            raise ConfigError(f"http.headers.{name}: expected a string or a list of strings")
-        parsed[str(name)] = tuple(str(v) for v in values)
+    parsed = _headers("http.headers", reader.get("http.headers", dict, {}))
     host = reader.get("http.host", str)
     if host is not None and not re.match(r"https?://[^/]+", host):
         raise ConfigError(f"http.host: expected a URL like https://registry.example.com, got {host!r}")
@@ -788,6 +793,95 @@ def _tcpCheck(entry: _Reader) -> TCPCheck:
     )
 
 
+_ENDPOINT_KEYS = (
+    "name",
+    "disabled",
+    "url",
+    "headers",
+    "timeout",
+    "threshold",
+    "backoff",
+    "ignoredmediatypes",
+    "ignore",
+    "queuesize",
+)
+# What events say they did (txregistry.notifications.events.ACTIONS), written
+# here so that reading a configuration imports no more than it.
+_EVENT_ACTIONS = ("pull", "push", "mount", "delete")
+
+
+def _notifications(reader: _Reader) -> tuple[NotificationEndpoint, ...]:
+    """
+    registry:2's C{notifications.endpoints}. A key of an endpoint we do not
+    know stops start-up, as one that is there but unusable does: either
+    would leave the endpoint told other than meant.
+    """
+    reader.get("notifications", dict)
+    listed = reader.get("notifications.endpoints", list, [])
+    endpoints: list[NotificationEndpoint] = []
+    for index, entry in enumerate(listed):
+        key = f"notifications.endpoints[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}: expected a mapping with name and url")
+        unknown = sorted(str(k) for k in entry if k not in _ENDPOINT_KEYS)
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: {', '.join(_ENDPOINT_KEYS)})")
+        endpoint = _endpoint(_Reader({"notifications": {f"endpoints[{index}]": entry}}), key)
+        if any(e.name == endpoint.name for e in endpoints):
+            raise ConfigError(f"{key}.name: {endpoint.name!r} names two endpoints")
+        endpoints.append(endpoint)
+    return tuple(endpoints)
+
+
+def _endpoint(reader: _Reader, key: str) -> NotificationEndpoint:
+    defaults = NotificationEndpoint(name="", url="")
+    name = reader.get(f"{key}.name", str)
+    if not name:
+        raise ConfigError(f"{key}.name: required: what the endpoint is called in logs and metrics")
+    url = reader.get(f"{key}.url", str)
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}.url: expected an http:// or https:// URL, got {url!r}")
+    ignored = set(_strings(reader, f"{key}.ignoredmediatypes"))
+    ignored.update(_strings(reader, f"{key}.ignore.mediatypes"))
+    actions = _strings(reader, f"{key}.ignore.actions")
+    for action in actions:
+        if action not in _EVENT_ACTIONS:
+            raise ConfigError(f"{key}.ignore.actions: {action!r} is not one of {', '.join(_EVENT_ACTIONS)}")
+    for ignoring in reader.get(f"{key}.ignore", dict, {}):
+        if ignoring not in ("mediatypes", "actions"):
+            raise ConfigError(f"{key}.ignore.{ignoring}: unknown key (known: mediatypes, actions)")
+    # As registry:2 has it: 0 (or less) is the default.
+    threshold = reader.get(f"{key}.threshold", int, 0)
+    queueSize = reader.get(f"{key}.queuesize", int, defaults.queueSize)
+    if queueSize < 1:
+        raise ConfigError(f"{key}.queuesize: must be at least 1, got {queueSize}")
+    return NotificationEndpoint(
+        name=name,
+        url=url,
+        headers=_headers(f"{key}.headers", reader.get(f"{key}.headers", dict, {})),
+        timeout=_seconds(reader, f"{key}.timeout", defaults.timeout),
+        threshold=threshold if threshold > 0 else defaults.threshold,
+        backoff=_seconds(reader, f"{key}.backoff", defaults.backoff),
+        ignoredMediaTypes=frozenset(ignored),
+        ignoredActions=frozenset(actions),
+        disabled=reader.get(f"{key}.disabled", bool, defaults.disabled),
+        queueSize=queueSize,
+    )
+
+
+def _strings(reader: _Reader, key: str) -> tuple[str, ...]:
+    values = reader.get(key, list, [])
+    if not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"{key}: expected a list of strings, got {values!r}")
+    return tuple(values)
+
+
+def _seconds(reader: _Reader, key: str, default: float) -> float:
+    seconds = reader.duration(key, timedelta(seconds=default)).total_seconds()
+    return seconds if seconds > 0 else default
+
+
 def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> Config:
     """
     A configuration from the text of a C{config.yml} (C{None} for none at
@@ -825,6 +919,7 @@ def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> C
         auth=auth,
         access=_access(reader, auth),
         health=_health(reader),
+        notifications=_notifications(reader),
     )
     return attrs.evolve(config, warnings=tuple(reader.warning(key) for key in reader.unknown()))
 

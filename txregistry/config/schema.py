@@ -382,6 +382,30 @@ class Health:
 
 
 @attrs.frozen
+class NotificationEndpoint:
+    """
+    One of registry:2's C{notifications.endpoints}: a webhook that is sent
+    each event, one at a time, in order.
+    """
+
+    name: str
+    url: str
+    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: Seconds one delivery may take, from connecting to the answer's end.
+    timeout: float = 1.0
+    #: Failures in a row delivered again at once; after them, one try per
+    #: C{backoff}.
+    threshold: int = 10
+    backoff: float = 1.0
+    #: Events of these target media types, or of these actions, are not sent.
+    ignoredMediaTypes: frozenset[str] = frozenset()
+    ignoredActions: frozenset[str] = frozenset()
+    disabled: bool = False
+    #: Events kept for delivery at most; more are dropped, and counted.
+    queueSize: int = 1000
+
+
+@attrs.frozen
 class Config:
     storage: Storage = Storage()
     http: HTTP = HTTP()
@@ -392,5 +416,7 @@ class Config:
     #: What htpasswd users may do; C{None}: everything, once signed in.
     access: AccessRules | None = None
     health: Health = Health()
+    #: Webhooks told of pushes, pulls, mounts and deletes.
+    notifications: tuple[NotificationEndpoint, ...] = ()
     #: One line for each key given that is not supported (yet).
     warnings: tuple[str, ...] = ()

@@ -10,6 +10,7 @@ import re
 from twisted.web.server import Request
 
 from txregistry.errors import RegistryError
+from txregistry.notifications.events import PULLED
 from txregistry.reference import Digest
 from txregistry.storage.streams import streamTo
 from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeEmpty
@@ -56,12 +57,20 @@ def _unsatisfiable(size: int) -> RegistryError:
 class BlobEndpoint(RepositoryEndpoint):
     async def _serve(self, request: Request) -> None:
         digest = Digest.parse(self.reference)
+        size = await self._answer(request, digest)
+        # A HEAD and a redirect are pulls too, as registry:2 tells them.
+        self.context.notifyBlob(request, self.identity, PULLED, self.name, digest, size)
+
+    async def _answer(self, request: Request, digest: Digest) -> int | None:
+        """
+        Answer with the blob; its size.
+        """
         source = await self.repository.blob(digest, head=request.method == b"HEAD")
         size = source.size
         redirect = source.redirect if request.method == b"GET" else None
         if redirect is not None:
             writeEmpty(request, 307, {"Location": redirect, "Docker-Content-Digest": str(digest)})
-            return
+            return size
         headers = {
             "Content-Type": "application/octet-stream",
             "Docker-Content-Digest": str(digest),
@@ -83,10 +92,11 @@ class BlobEndpoint(RepositoryEndpoint):
         setHeaders(request, headers)
         if request.method == b"HEAD" or length == 0 or source.open is None:
             request.finish()
-            return
+            return size
         reader = await source.open(start)
         await streamTo(reader, request, length)
         request.finish()
+        return size
 
     get = head = _serve
 
@@ -94,3 +104,4 @@ class BlobEndpoint(RepositoryEndpoint):
         digest = Digest.parse(self.reference)
         await self.repository.deleteBlob(digest)
         writeEmpty(request, 202, {"Docker-Content-Digest": str(digest)})
+        self.context.notifyDeleted(request, self.identity, self.name, digest=digest)

@@ -1,18 +1,25 @@
 """
 What every endpoint of one registry shares: the registry itself, the
-guard every request passes, and how to tell clients where things are.
+guard every request passes, how to tell clients where things are, and
+where to tell what requests did.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from urllib.parse import quote
+from uuid import uuid4
 
 import attrs
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web.server import Request
 
 from txregistry.auth import Access, IAccessPolicy, IAuthenticator, Identity
 from txregistry.errors import RegistryError
+from txregistry.notifications.events import BLOB_MEDIA_TYPE, RequestRecord, Target
+from txregistry.notifications.interfaces import INotifier
+from txregistry.reference import Digest
 from txregistry.registry import IRegistry
 
 
@@ -49,6 +56,8 @@ class Context:
     host: str | None = None
     #: registry:2's C{http.relativeurls}: answer C{Location} with paths only.
     relativeURLs: bool = False
+    #: Where the events of successful requests go; C{None}: nowhere.
+    notifier: INotifier | None = None
 
     def url(self, request: Request, path: str) -> str:
         """
@@ -65,6 +74,85 @@ class Context:
             host = f"{address.host}:{address.port}"
         scheme = "https" if request.isSecure() else "http"
         return f"{scheme}://{host}{path}"
+
+    def notifyBlob(
+        self,
+        request: Request,
+        who: Identity,
+        action: str,
+        name: str,
+        digest: Digest,
+        size: int | None,
+        source: str | None = None,
+    ) -> None:
+        """
+        Tell of a blob of repository C{name} pulled, pushed, or mounted
+        from repository C{source}.
+        """
+        if self.notifier is not None:
+            url = self.url(request, f"/v2/{name}/blobs/{digest}")
+            target = Target(name, BLOB_MEDIA_TYPE, size, str(digest), source, url)
+            self.notifier.notify(action, target, requestRecord(request), who.name)
+
+    def notifyManifest(
+        self,
+        request: Request,
+        who: Identity,
+        action: str,
+        name: str,
+        digest: Digest,
+        mediaType: str,
+        size: int,
+        tag: str | None,
+    ) -> None:
+        """
+        Tell of a manifest pulled or pushed, by C{tag} if named by one.
+        """
+        if self.notifier is not None:
+            url = self.url(request, f"/v2/{name}/manifests/{digest}")
+            target = Target(name, mediaType, size, str(digest), url=url, tag=tag)
+            self.notifier.notify(action, target, requestRecord(request), who.name)
+
+    def notifyDeleted(
+        self, request: Request, who: Identity, name: str, digest: Digest | None = None, tag: str | None = None
+    ) -> None:
+        """
+        Tell of a manifest or blob (by C{digest}) or a tag deleted.
+        """
+        if self.notifier is not None:
+            target = Target(name, digest=None if digest is None else str(digest), tag=tag)
+            self.notifier.notify("delete", target, requestRecord(request), who.name)
+
+
+def requestRecord(request: Request) -> RequestRecord:
+    """
+    What an event says of the request that caused it, as registry:2 says
+    it: the client's address is the first of C{X-Forwarded-For}, or
+    C{X-Real-Ip}, when that is an IP address, else the connection's peer.
+    """
+    return RequestRecord(
+        id=getattr(request, "requestId", None) or str(uuid4()),
+        addr=_clientAddress(request),
+        host=request.getHeader("host") or "",
+        method=request.method.decode("ascii", "replace"),
+        userAgent=request.getHeader("user-agent") or "",
+    )
+
+
+def _clientAddress(request: Request) -> str:
+    forwarded = request.getHeader("x-forwarded-for")
+    for claimed in (forwarded.split(",")[0] if forwarded else None, request.getHeader("x-real-ip")):
+        if claimed is not None:
+            try:
+                return str(ipaddress.ip_address(claimed.strip()))
+            except ValueError:
+                pass
+    peer = request.getClientAddress()
+    if isinstance(peer, IPv6Address):
+        return f"[{peer.host}]:{peer.port}"
+    if isinstance(peer, IPv4Address):
+        return f"{peer.host}:{peer.port}"
+    return ""
 
 
 def parseInt(text: str | None, what: str, error: str = "PAGINATION_NUMBER_INVALID") -> int | None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from twisted.web.server import Request
 
 from txregistry.manifest import MAX_MANIFEST_SIZE
-from txregistry.reference import looksLikeDigest
+from txregistry.notifications.events import PULLED, PUSHED
+from txregistry.reference import Digest, looksLikeDigest
 from txregistry.web.request import bodyOf, readBody
 from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeBody, writeEmpty
 
@@ -22,8 +23,14 @@ class ManifestEndpoint(RepositoryEndpoint):
             headers.update({"Content-Type": answer.mediaType, "Content-Length": str(answer.size)})
             setHeaders(request, headers)
             request.finish()
-            return
-        writeBody(request, 200, answer.content, answer.mediaType, headers)
+        else:
+            writeBody(request, 200, answer.content, answer.mediaType, headers)
+        # A HEAD is a pull too, as registry:2 tells it.
+        self._notify(request, PULLED, answer.digest, answer.mediaType, answer.size)
+
+    def _notify(self, request: Request, action: str, digest: Digest, mediaType: str, size: int) -> None:
+        tag = None if looksLikeDigest(self.reference) else self.reference
+        self.context.notifyManifest(request, self.identity, action, self.name, digest, mediaType, size, tag)
 
     get = head = _serve
 
@@ -39,7 +46,12 @@ class ManifestEndpoint(RepositoryEndpoint):
         if manifest.subject is not None:
             headers["OCI-Subject"] = str(manifest.subject.digest)
         writeEmpty(request, 201, headers)
+        self._notify(request, PUSHED, manifest.digest, manifest.mediaType, len(content))
 
     async def delete(self, request: Request) -> None:
         await self.repository.deleteManifest(self.reference)
         writeEmpty(request, 202)
+        if looksLikeDigest(self.reference):
+            self.context.notifyDeleted(request, self.identity, self.name, digest=Digest.parse(self.reference))
+        else:
+            self.context.notifyDeleted(request, self.identity, self.name, tag=self.reference)

@@ -12,6 +12,7 @@ from twisted.web.server import Request
 
 from txregistry.auth import PUSH
 from txregistry.errors import RegistryError
+from txregistry.notifications.events import MOUNTED, PUSHED
 from txregistry.reference import Digest, checkName
 from txregistry.registry import UploadStatus
 from txregistry.web.context import query
@@ -94,14 +95,17 @@ class StartUploadEndpoint(_Uploads):
         if mount is not None and source is not None:
             mounted = Digest.parse(mount)
             checkName(source)
-            if await self.repository.mount(mounted, source) is not None:
+            size = await self.repository.mount(mounted, source)
+            if size is not None:
                 self._created(request, mounted)
+                self.context.notifyBlob(request, self.identity, MOUNTED, self.name, mounted, size, source)
                 return
         if digest is None:
             self._progress(request, 202, await self.repository.startUpload())
             return
-        await self.repository.pushBlob(digest, bodyOf(request))
+        size = await self.repository.pushBlob(digest, bodyOf(request))
         self._created(request, digest)
+        self.context.notifyBlob(request, self.identity, PUSHED, self.name, digest, size)
 
 
 class UploadEndpoint(_Uploads):
@@ -123,8 +127,9 @@ class UploadEndpoint(_Uploads):
         hasBody = request.getHeader("content-length") not in (None, "0") or request.getHeader(
             "transfer-encoding"
         )
-        await self.repository.finishUpload(self.reference, digest, body if hasBody else None, start)
+        size = await self.repository.finishUpload(self.reference, digest, body if hasBody else None, start)
         self._created(request, digest)
+        self.context.notifyBlob(request, self.identity, PUSHED, self.name, digest, size)
 
     async def get(self, request: Request) -> None:
         upload = await self.repository.uploadStatus(self.reference)
