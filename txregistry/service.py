@@ -21,7 +21,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
-from txregistry.logging import logger, setLevel
+from txregistry.logging import accessed, logger, setLevel
 from txregistry.memory import releaseFreed
 from txregistry.registry import IRegistry, Registry, UploadPurger
 from txregistry.services import Listening
@@ -213,14 +213,19 @@ class _Site(Site):
     # HTTP/2, which needs the h2 package we do not depend on.
     protocol = RegistryChannel  # type: ignore[assignment]
 
-    def __init__(self, root: IResource, accessLog: bool) -> None:
+    def __init__(self, root: IResource, accessLog: bool, noisy: bool) -> None:
         super().__init__(root)
         self.requestFactory = SiteRequest
         self._accessLog = accessLog
+        # Its "Starting factory" and "Stopping factory" lines, which twistd's
+        # observers would write whatever log.level says.
+        self.noisy = noisy
 
-    def log(self, request: object) -> None:
+    def log(self, request: SiteRequest) -> None:  # type: ignore[override]
+        # Every request of this site is a SiteRequest.
         if self._accessLog:
-            super().log(request)  # type: ignore[arg-type]
+            line = self._logFormatter(self._logDateTime, request)
+            accessed(line, request.requestId, request.elapsed(), request.sentLength)
 
 
 def site(config: Config, registry: IRegistry | None = None) -> Site:
@@ -240,7 +245,7 @@ def site(config: Config, registry: IRegistry | None = None) -> Site:
             root.putChild(
                 b"_txregistry", FleetResource(Context(registry), registry.inProgress, secret, reactor)
             )
-    return _Site(root, config.log.accessLog)
+    return _Site(root, config.log.accessLog, noisy=config.log.level in ("debug", "info"))
 
 
 class _CannotStart(SystemExit, Exception):
