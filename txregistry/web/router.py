@@ -18,6 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from txregistry.errors import RegistryError
+from txregistry.logging import debugging, logger
 from txregistry.reference import checkName
 from txregistry.registry import IRegistry
 from txregistry.web.base import BaseEndpoint
@@ -29,6 +30,8 @@ from txregistry.web.referrers import ReferrersEndpoint
 from txregistry.web.responses import Endpoint, writeError
 from txregistry.web.tags import TagsEndpoint
 from txregistry.web.uploads import StartUploadEndpoint, UploadEndpoint
+
+log = logger(__name__)
 
 
 class ErrorEndpoint(Endpoint):
@@ -150,12 +153,25 @@ class RegistryResource(Resource):
         segments = [path, *rest]
         request.prepath = [*(request.prepath or []), *rest]
         request.postpath = []
-        return route(self.context, [unquote(s.decode("utf-8", "replace")) for s in segments])
+        return _routed(route(self.context, [unquote(s.decode("utf-8", "replace")) for s in segments]))
 
     def render(self, request: Request) -> bytes:
         self._prepare(request)
-        result: bytes = route(self.context, []).render(request)
+        result: bytes = _routed(route(self.context, [])).render(request)
         return result
+
+
+def _routed(endpoint: Resource) -> Resource:
+    if debugging():
+        error = getattr(endpoint, "error", None)
+        log.debug(
+            "routed to {endpoint}: repository {name!r}, reference {reference!r}{error}",
+            endpoint=type(endpoint).__name__,
+            name=getattr(endpoint, "name", None),
+            reference=getattr(endpoint, "reference", None),
+            error=f" ({error.code})" if isinstance(error, RegistryError) else "",
+        )
+    return endpoint
 
 
 class RootResource(Resource):
