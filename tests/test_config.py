@@ -78,7 +78,7 @@ def test_registry2_default_file() -> None:
     assert config.http.listen == ("tcp:5000",)
     assert config.http.headers == {"X-Content-Type-Options": ("nosniff",)}
     unsupported = {w.split()[2] for w in config.warnings}
-    assert unsupported == {"log.fields"}
+    assert unsupported == set()
     assert config.health.storageDriver == StorageCheck(
         enabled=True, interval=timedelta(seconds=10), threshold=3
     )

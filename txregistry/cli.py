@@ -50,13 +50,18 @@ class Command(usage.Options):
 
 def serve(options: Options) -> None:
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import globalLogBeginner
 
+    from txregistry.logging import lineObserver
     from txregistry.service import makeService
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     try:
-        service = makeService(configFromOptions(options))
+        config = configFromOptions(options)
+        # The lines are written as the configuration says from the first.
+        log = config.log
+        observer = lineObserver(sys.stdout, log.formatter, log.fields, log.level)
+        globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+        service = makeService(config)
     except ConfigError as e:
         raise SystemExit(f"txregistry: {e}") from None
     # Ports are bound here, before the reactor runs: one in use ends start-up.

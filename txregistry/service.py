@@ -22,7 +22,7 @@ from twisted.web.server import Site
 
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
 from txregistry.health import healthChecks, upstreamStatus
-from txregistry.logging import logger, setLevel
+from txregistry.logging import accessed, logger, setLevel
 from txregistry.memory import releaseFreed
 from txregistry.registry import (
     CollectionService,
@@ -256,14 +256,19 @@ class _Site(Site):
     # HTTP/2, which needs the h2 package we do not depend on.
     protocol = RegistryChannel  # type: ignore[assignment]
 
-    def __init__(self, root: IResource, accessLog: bool) -> None:
+    def __init__(self, root: IResource, accessLog: bool, noisy: bool) -> None:
         super().__init__(root)
         self.requestFactory = SiteRequest
         self._accessLog = accessLog
+        # Its "Starting factory" and "Stopping factory" lines, which twistd's
+        # observers would write whatever log.level says.
+        self.noisy = noisy
 
-    def log(self, request: object) -> None:
+    def log(self, request: SiteRequest) -> None:  # type: ignore[override]
+        # Every request of this site is a SiteRequest.
         if self._accessLog:
-            super().log(request)  # type: ignore[arg-type]
+            line = self._logFormatter(self._logDateTime, request)
+            accessed(line, request.requestId, request.elapsed(), request.sentLength)
 
 
 def site(
@@ -288,7 +293,7 @@ def site(
             root.putChild(
                 b"_txregistry", FleetResource(Context(registry), registry.inProgress, secret, reactor)
             )
-    return _Site(root, config.log.accessLog)
+    return _Site(root, config.log.accessLog, noisy=config.log.level in ("debug", "info"))
 
 
 class _CannotStart(SystemExit, Exception):
@@ -412,7 +417,11 @@ def debugSite(config: Config, health: HealthStatus, cache: PullThroughCache | No
     from txregistry.web.debug import DebugResource
 
     upstreams = None if cache is None else upstreamStatus(cache)
-    return _Site(DebugResource(health, metrics, debug.metricsPath, upstreams), accessLog=False)
+    return _Site(
+        DebugResource(health, metrics, debug.metricsPath, upstreams),
+        accessLog=False,
+        noisy=config.log.level in ("debug", "info"),
+    )
 
 
 def makeService(config: Config) -> IService:

@@ -59,6 +59,7 @@ from txregistry.config.schema import (
 _DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
 _SUPPORTED_DRIVERS = ("filesystem", "inmemory", "s3")
 _LOG_LEVELS = ("debug", "info", "warn", "error")
+_LOG_FORMATTERS = ("text", "json", "logstash")
 
 T = TypeVar("T")
 
@@ -575,7 +576,20 @@ def _log(reader: _Reader) -> Log:
         raise ConfigError(f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {level!r}")
     reader.get("log.accesslog", dict)
     disabled = reader.get("log.accesslog.disabled", bool, not Log().accessLog)
-    return Log(level=level, accessLog=not disabled)
+    # An empty formatter is the default one, as in registry:2.
+    formatter = reader.get("log.formatter", str) or Log().formatter
+    if formatter not in _LOG_FORMATTERS:
+        raise ConfigError(f"log.formatter: expected one of {', '.join(_LOG_FORMATTERS)}, got {formatter!r}")
+    fields = reader.get("log.fields", dict, {})
+    for name, value in fields.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"log.fields.{name}: expected a string, got {value!r}")
+    return Log(
+        level=level,
+        accessLog=not disabled,
+        formatter=formatter,
+        fields={str(name): str(value) for name, value in fields.items()},
+    )
 
 
 _UPSTREAM_NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")

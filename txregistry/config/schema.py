@@ -238,6 +238,10 @@ class HTTP:
 class Log:
     level: str = "info"
     accessLog: bool = True
+    #: How C{txregistry serve} writes its lines: C{text}, C{json} or C{logstash}.
+    formatter: str = "text"
+    #: Added to every line C{txregistry serve} writes.
+    fields: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen

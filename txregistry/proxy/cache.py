@@ -309,7 +309,9 @@ class PullThroughCache:
     async def _manifestByDigest(self, route: Route, digest: Digest) -> ManifestSource:
         cached = await self._cached(route, str(digest))
         if cached is not None:
+            log.debug("cache hit: manifest {name}@{digest}", name=route.name, digest=digest)
             return self._hit(route, cached)
+        log.debug("cache miss: manifest {name}@{digest}", name=route.name, digest=digest)
 
         async def fetch() -> ManifestSource:
             content, _ = await self._fetchManifest(route, str(digest), digest)
@@ -393,10 +395,18 @@ class PullThroughCache:
         current = None
         if known is not None and self.clock.seconds() - known[0] < self.config.revalidate.total_seconds():
             if cached is not None and cached.digest == known[1].digest:
+                log.debug("cache hit: {name}:{tag}, revalidated lately", name=route.name, tag=tag)
                 return self._hit(route, cached)
             if (route.name, known[1].digest) in self._tagging:
                 # Moved, and the new manifest is being stored already.
                 current = known[1]
+        if current is None:
+            log.debug(
+                "cache {outcome}: {name}:{tag}, asking upstream",
+                outcome="miss" if cached is None else "revalidation",
+                name=route.name,
+                tag=tag,
+            )
         try:
             if current is None:
                 # HEADs and GETs of a tag share one look at the upstream.
@@ -439,7 +449,14 @@ class PullThroughCache:
         if current.content is not None:
             return self._answer(route, current.digest, current.content)
         if cached is not None and cached.digest == current.digest:
+            log.debug(
+                "cache revalidated: {name}:{tag} is still {digest}",
+                name=route.name,
+                tag=tag,
+                digest=current.digest,
+            )
             return self._hit(route, cached)
+        log.debug("cache: {name}:{tag} is now {digest}", name=route.name, tag=tag, digest=current.digest)
         if head:
             # Docker and containerd GET the manifest by digest next; the
             # tag is recorded once it is stored, whether or not they do.
@@ -489,6 +506,7 @@ class PullThroughCache:
         except RegistryError:
             size = await self._elsewhere(route, digest)
         if size is not None:
+            log.debug("cache hit: blob {digest} of {name}", digest=digest, name=route.name)
             self.metrics.hits["blob"] += 1
             self._touch(route.name, "blobs", digest, size)
 
@@ -499,6 +517,12 @@ class PullThroughCache:
         download: BlobDownload | PeerDownload | None = self._downloads.get(digest)
         if download is None:
             download = self._streams.get(digest)
+        log.debug(
+            "cache miss: blob {digest} of {name}{joined}",
+            digest=digest,
+            name=route.name,
+            joined="" if download is None else ", joining its download",
+        )
         if download is None and head:
             return await self._headBlob(route, digest)
         if download is None:
@@ -712,7 +736,9 @@ class PullThroughCache:
         now = self.clock.seconds()
         known = self._tagLists.get(route.name)
         if known is not None and now - known[0] < self.config.revalidate.total_seconds():
+            log.debug("cache hit: the tags of {name}", name=route.name)
             return known[1]
+        log.debug("cache miss: the tags of {name}, asking upstream", name=route.name)
         try:
             tags: list[str] = await self._flights.run(("tags", route.name), lambda: self._fetchTags(route))
         except UpstreamError as e:

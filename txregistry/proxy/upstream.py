@@ -23,7 +23,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from txregistry.config import Upstream
-from txregistry.logging import logger
+from txregistry.logging import debugging, logger
 from txregistry.manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from txregistry.proxy.breaker import CircuitBreaker, CircuitOpen
 from txregistry.proxy.challenge import Challenge, TokenCache, parseChallenges
@@ -188,6 +188,7 @@ class UpstreamClient:
                 raise UpstreamUnavailable(
                     f"upstream {self.label} failed recently ({e.reason}); trying again in {e.retryIn:.0f} s"
                 ) from None
+        started = self.clock.seconds()
         try:
             response: IResponse = await self.http.request(
                 method,
@@ -212,6 +213,15 @@ class UpstreamClient:
                 self.breaker.failed(reason)
             raise UpstreamUnavailable(f"upstream {self.label} cannot be reached ({reason})") from None
         self.metrics.upstream(kind, str(response.code))
+        if debugging():
+            # Without the query: a redirect's may hold a signature.
+            log.debug(
+                "upstream {method} {url}: {status} in {ms:.1f} ms",
+                method=method,
+                url=url.partition("?")[0],
+                status=response.code,
+                ms=(self.clock.seconds() - started) * 1000,
+            )
         if breaker:
             if response.code >= 500:
                 self.breaker.failed(f"{method} {url} answered {response.code}")

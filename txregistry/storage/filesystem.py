@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
+from txregistry.logging import logger
 from txregistry.storage.interfaces import (
     FileInfo,
     IFileWriter,
@@ -35,6 +36,8 @@ from txregistry.storage.interfaces import (
 )
 
 T = TypeVar("T")
+
+log = logger(__name__)
 
 # The temporary beside a file that putContent writes before renaming it into
 # place: <name>.<32 hex digits>.tmp.
@@ -186,6 +189,8 @@ class FilesystemDriver:
         return deferToThread(f, full).addErrback(translate)
 
     def getContent(self, path: str) -> Deferred[bytes]:
+        log.debug("filesystem getContent {path}", path=path)
+
         def read(full: str) -> bytes:
             with open(full, "rb") as f:
                 return f.read()
@@ -193,6 +198,8 @@ class FilesystemDriver:
         return self._call(path, read)
 
     def putContent(self, path: str, content: bytes) -> Deferred[None]:
+        log.debug("filesystem putContent {path}", path=path)
+
         def put(full: str) -> None:
             directory = os.path.dirname(full)
             os.makedirs(directory, exist_ok=True)
@@ -214,6 +221,8 @@ class FilesystemDriver:
         return self._inThread(path, put)
 
     def createExclusive(self, path: str, content: bytes) -> Deferred[bool]:
+        log.debug("filesystem createExclusive {path}", path=path)
+
         def create(full: str) -> bool:
             os.makedirs(os.path.dirname(full), exist_ok=True)
             # Written whole beside it, then linked into place: a link fails
@@ -270,6 +279,8 @@ class FilesystemDriver:
         return deferToThread(purge)
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IReader]:
+        log.debug("filesystem reader {path} from {offset}", path=path, offset=offset)
+
         def open_(full: str) -> IReader:
             if os.path.isdir(full):
                 raise FileNotFoundError(errno.EISDIR, "is a directory", full)
@@ -280,9 +291,12 @@ class FilesystemDriver:
         return self._call(path, open_)
 
     def writer(self, path: str, append: bool = False) -> Deferred[IFileWriter]:
+        log.debug("filesystem writer {path}, append {append}", path=path, append=append)
         return self._call(path, lambda full: _FileWriter(path, full, append))
 
     def stat(self, path: str) -> Deferred[FileInfo]:
+        log.debug("filesystem stat {path}", path=path)
+
         def stat(full: str) -> FileInfo:
             st = os.stat(full)
             isDirectory = os.path.isdir(full)
@@ -291,6 +305,7 @@ class FilesystemDriver:
         return self._call(path, stat)
 
     def list(self, path: str) -> Deferred[list[str]]:
+        log.debug("filesystem list {path}", path=path)
         prefix = path.rstrip("/")
 
         def list_(full: str) -> list[str]:
@@ -300,6 +315,7 @@ class FilesystemDriver:
         return self._inThread(path, list_)
 
     def move(self, source: str, destination: str) -> Deferred[None]:
+        log.debug("filesystem move {source} to {destination}", source=source, destination=destination)
         try:
             fullDestination = self._full(destination)
         except ValueError as e:
@@ -315,6 +331,8 @@ class FilesystemDriver:
         return self._inThread(source, move)
 
     def delete(self, path: str) -> Deferred[None]:
+        log.debug("filesystem delete {path}", path=path)
+
         def delete(full: str) -> None:
             if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full)

@@ -11,6 +11,7 @@ import time
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from txregistry.logging import logger
 from txregistry.storage.interfaces import (
     FileInfo,
     IFileWriter,
@@ -18,6 +19,8 @@ from txregistry.storage.interfaces import (
     IStorageDriver,
     PathNotFound,
 )
+
+log = logger(__name__)
 
 
 @implementer(IReader)
@@ -84,32 +87,38 @@ class MemoryDriver:
         return {prefix + key[len(prefix) :].split("/", 1)[0] for key in self._files if key.startswith(prefix)}
 
     def getContent(self, path: str) -> Deferred[bytes]:
+        log.debug("inmemory getContent {path}", path=path)
         if path not in self._files:
             return fail(PathNotFound(path))
         return succeed(self._files[path][0])
 
     def putContent(self, path: str, content: bytes) -> Deferred[None]:
+        log.debug("inmemory putContent {path}", path=path)
         self._store(path, bytes(content))
         return succeed(None)
 
     def createExclusive(self, path: str, content: bytes) -> Deferred[bool]:
+        log.debug("inmemory createExclusive {path}", path=path)
         if path in self._files:
             return succeed(False)
         self._store(path, bytes(content))
         return succeed(True)
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IReader]:
+        log.debug("inmemory reader {path} from {offset}", path=path, offset=offset)
         if path not in self._files:
             return fail(PathNotFound(path))
         return succeed(_MemoryReader(self._files[path][0], offset))
 
     def writer(self, path: str, append: bool = False) -> Deferred[IFileWriter]:
+        log.debug("inmemory writer {path}, append {append}", path=path, append=append)
         if not append:
             self._store(path, b"")
         existing = self._files.get(path)
         return succeed(_MemoryWriter(self, path, None if existing is None else existing[0]))
 
     def stat(self, path: str) -> Deferred[FileInfo]:
+        log.debug("inmemory stat {path}", path=path)
         if path in self._files:
             content, modified = self._files[path]
             return succeed(FileInfo(path, len(content), False, modified))
@@ -120,18 +129,21 @@ class MemoryDriver:
         return succeed(FileInfo(path, 0, True, max(times)))
 
     def list(self, path: str) -> Deferred[list[str]]:
+        log.debug("inmemory list {path}", path=path)
         children = self._children(path)
         if not children:
             return fail(PathNotFound(path))
         return succeed(sorted(children))
 
     def move(self, source: str, destination: str) -> Deferred[None]:
+        log.debug("inmemory move {source} to {destination}", source=source, destination=destination)
         if source not in self._files:
             return fail(PathNotFound(source))
         self._files[destination] = self._files.pop(source)
         return succeed(None)
 
     def delete(self, path: str) -> Deferred[None]:
+        log.debug("inmemory delete {path}", path=path)
         prefix = path.rstrip("/") + "/"
         doomed = [key for key in self._files if key == path or key.startswith(prefix)]
         if not doomed:

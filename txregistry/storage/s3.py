@@ -39,6 +39,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import alsoProvides, implementer
 
+from txregistry.logging import logger
 from txregistry.pump import Pump
 from txregistry.storage.interfaces import (
     FileChunk,
@@ -55,6 +56,8 @@ from txregistry.storage.s3client import Payload, S3Client, S3Error, findAll, fin
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
+
+log = logger(__name__)
 
 MiB = 1024 * 1024
 #: S3's smallest part, but for the last one.
@@ -707,6 +710,8 @@ class S3Driver:
             raise StorageUnavailable(f"S3 GET {path}: {e.code}: {e.message}") from None
 
     def getContent(self, path: str) -> Deferred[bytes]:
+        log.debug("s3 getContent {path}", path=path)
+
         async def get() -> bytes:
             return bytes(await treq.content(await self._get(path)))
 
@@ -719,9 +724,12 @@ class S3Driver:
         await treq.content(response)
 
     def putContent(self, path: str, content: bytes) -> Deferred[None]:
+        log.debug("s3 putContent {path}", path=path)
         return ensureDeferred(self._put(path, content))
 
     def createExclusive(self, path: str, content: bytes) -> Deferred[bool]:
+        log.debug("s3 createExclusive {path}", path=path)
+
         async def create() -> bool:
             # A conditional write (AWS, MinIO and SeaweedFS honour it): 412
             # if the key exists, 409 if another such write to it is under way.
@@ -735,6 +743,8 @@ class S3Driver:
         return ensureDeferred(create())
 
     def reader(self, path: str, offset: int = 0) -> Deferred[IReader]:
+        log.debug("s3 reader {path} from {offset}", path=path, offset=offset)
+
         async def open_() -> IReader:
             try:
                 response = await self._get(path, {"Range": f"bytes={offset}-"} if offset else None)
@@ -751,6 +761,8 @@ class S3Driver:
         return ensureDeferred(open_())
 
     def writer(self, path: str, append: bool = False) -> Deferred[IFileWriter]:
+        log.debug("s3 writer {path}, append {append}", path=path, append=append)
+
         async def open_() -> IFileWriter:
             writer = _MultipartWriter(self, path)
             await writer.open(append)
@@ -795,6 +807,8 @@ class S3Driver:
             token = findText(root, "{}NextContinuationToken")
 
     def stat(self, path: str) -> Deferred[FileInfo]:
+        log.debug("s3 stat {path}", path=path)
+
         async def stat() -> FileInfo:
             info = await self._head(path)
             if info is not None:
@@ -809,6 +823,8 @@ class S3Driver:
         return ensureDeferred(stat())
 
     def list(self, path: str) -> Deferred[list[str]]:
+        log.debug("s3 list {path}", path=path)
+
         async def list_() -> list[str]:
             prefix = self.key(path).rstrip("/") + "/"
             if prefix == "/":
@@ -857,6 +873,8 @@ class S3Driver:
         await upload.complete()
 
     def move(self, source: str, destination: str) -> Deferred[None]:
+        log.debug("s3 move {source} to {destination}", source=source, destination=destination)
+
         async def move() -> None:
             info = await self._head(source)
             if info is None:
@@ -867,6 +885,8 @@ class S3Driver:
         return ensureDeferred(move())
 
     def delete(self, path: str) -> Deferred[None]:
+        log.debug("s3 delete {path}", path=path)
+
         async def delete() -> None:
             key = self.key(path)
             prefix = key.rstrip("/") + "/"

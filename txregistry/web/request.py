@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from io import BytesIO
+from time import monotonic
 from typing import Any, BinaryIO
 from uuid import uuid4
 
@@ -25,6 +26,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from txregistry.logging import forRequest
 from txregistry.pump import Pump
 from txregistry.registry import IBody
 from txregistry.web.channel import isHost
@@ -163,6 +165,13 @@ class RegistryRequest(Request):
         #: error responses and in notifications, as registry:2's
         #: C{http.request.id}.
         self.requestId = str(uuid4())
+        self._started = monotonic()
+
+    def elapsed(self) -> float:
+        """
+        The seconds since the request began.
+        """
+        return monotonic() - self._started
 
     def streams(self, path: bytes) -> bool:
         """
@@ -202,13 +211,19 @@ class RegistryRequest(Request):
         if self.body is None:
             super().handleContentChunk(data)
         else:
-            self.body.received(data)
+            # The sink the chunk goes to writes to storage: for this request.
+            forRequest(self.requestId, self.body.received, data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.body is None:
             self._dispatch(command, path, version)
         else:
-            self.body.end()
+            forRequest(self.requestId, self.body.end)
+
+    def process(self) -> None:
+        # Routing and rendering, and the coroutines they start, log for this
+        # request.
+        forRequest(self.requestId, super().process)
 
     def render(self, resrc: Any) -> None:
         # No Server header: which software and version we are is nobody's
@@ -222,7 +237,8 @@ class RegistryRequest(Request):
         # broken body fails sees that nobody is left to answer.
         super().connectionLost(reason)
         if self.body is not None:
-            self.body.fail(Failure(ConnectionLost("the client went away during the body")))
+            failure = Failure(ConnectionLost("the client went away during the body"))
+            forRequest(self.requestId, self.body.fail, failure)
 
     def bodyNotComing(self) -> None:
         """

@@ -69,6 +69,12 @@ def writeEmpty(request: Request, status: int, headers: dict[str, str] | None = N
 
 def writeError(request: Request, error: RegistryError) -> None:
     request.responseHeaders.removeHeader("Docker-Content-Digest")
+    requestId = getattr(request, "requestId", None)
+    if requestId is not None:
+        # What the request's lines in the log are found by, for whoever is
+        # told of the error. A header, which clients ignore: they parse the
+        # body, as registry:2 writes it.
+        request.setHeader("X-Request-Id", requestId)
     writeJSON(request, error.status, {"errors": [error.asJSON()]}, headers=error.headers)
 
 

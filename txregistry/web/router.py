@@ -19,6 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from txregistry.errors import RegistryError
+from txregistry.logging import debugging, logger
 from txregistry.reference import checkName
 from txregistry.registry import IRegistry
 from txregistry.web.base import BaseEndpoint
@@ -31,6 +32,8 @@ from txregistry.web.referrers import ReferrersEndpoint
 from txregistry.web.responses import Endpoint, writeError
 from txregistry.web.tags import TagsEndpoint
 from txregistry.web.uploads import StartUploadEndpoint, UploadEndpoint
+
+log = logger(__name__)
 
 
 class ErrorEndpoint(Endpoint):
@@ -184,12 +187,25 @@ class RegistryResource(Resource):
         unhealthy = self.unhealthy()
         if unhealthy is not None:
             return unhealthy
-        return route(self.context, [unquote(s.decode("utf-8", "replace")) for s in segments])
+        return _routed(route(self.context, [unquote(s.decode("utf-8", "replace")) for s in segments]))
 
     def render(self, request: Request) -> bytes:
         self._prepare(request)
-        result: bytes = (self.unhealthy() or route(self.context, [])).render(request)
+        result: bytes = (self.unhealthy() or _routed(route(self.context, []))).render(request)
         return result
+
+
+def _routed(endpoint: Resource) -> Resource:
+    if debugging():
+        error = getattr(endpoint, "error", None)
+        log.debug(
+            "routed to {endpoint}: repository {name!r}, reference {reference!r}{error}",
+            endpoint=type(endpoint).__name__,
+            name=getattr(endpoint, "name", None),
+            reference=getattr(endpoint, "reference", None),
+            error=f" ({error.code})" if isinstance(error, RegistryError) else "",
+        )
+    return endpoint
 
 
 class RootResource(Resource):
