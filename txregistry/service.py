@@ -36,6 +36,7 @@ from txregistry.web import (
 )
 
 if TYPE_CHECKING:
+    from txregistry.metrics import Metrics
     from txregistry.proxy import PullThroughCache
 
 log = logger(__name__)
@@ -223,10 +224,11 @@ class _Site(Site):
             super().log(request)  # type: ignore[arg-type]
 
 
-def site(config: Config, registry: IRegistry | None = None) -> Site:
+def site(config: Config, registry: IRegistry | None = None, metrics: Metrics | None = None) -> Site:
     """
     A site that serves the registry (as L{resource} does) at C{/v2/}, and
-    OCI errors elsewhere.
+    OCI errors elsewhere; each of its requests observed by C{metrics}, if
+    given.
     """
     registry = registry if registry is not None else served(config)
     root = RootResource(resource(config, registry))
@@ -240,7 +242,8 @@ def site(config: Config, registry: IRegistry | None = None) -> Site:
             root.putChild(
                 b"_txregistry", FleetResource(Context(registry), registry.inProgress, secret, reactor)
             )
-    return _Site(root, config.log.accessLog)
+    top = root if metrics is None else metrics.instrument(root)
+    return _Site(top, config.log.accessLog)
 
 
 class _CannotStart(SystemExit, Exception):
@@ -337,26 +340,35 @@ def _endpoint(description: str, key: str = "--listen") -> IStreamServerEndpoint:
         ) from None
 
 
-def debugSite(config: Config) -> Site:
+def metricsOf(config: Config) -> Metrics | None:
     """
-    The site of the debug listener (C{http.debug}): health, and the
-    metrics when they are on.
+    The metrics, when the configuration turns them on.
+    """
+    debug = config.http.debug
+    if debug is None or debug.metricsPath is None:
+        return None
+    try:
+        # Imported here: prometheus_client is the metrics extra's, and costs memory.
+        from txregistry.metrics import Metrics
+    except ImportError as e:
+        raise ConfigError(
+            "http.debug.prometheus: the metrics need the metrics extra "
+            f"(pip install 'txregistry[metrics]'): {e}"
+        ) from None
+    return Metrics()
+
+
+def debugSite(config: Config, metrics: Metrics | None = None) -> Site:
+    """
+    The site of the debug listener (C{http.debug}): health, and C{metrics}
+    when they are on.
     """
     debug = config.http.debug
     assert debug is not None
-    metrics = None
-    if debug.metricsPath is not None:
-        try:
-            from txregistry.metrics import MetricsResource
-        except ImportError as e:
-            raise ConfigError(
-                "http.debug.prometheus: the metrics need the metrics extra "
-                f"(pip install 'txregistry[metrics]'): {e}"
-            ) from None
-        metrics = MetricsResource()
     from txregistry.web.debug import DebugResource
 
-    return _Site(DebugResource(lambda: {}, metrics, debug.metricsPath), accessLog=False)
+    scraped = None if metrics is None else metrics.resource()
+    return _Site(DebugResource(lambda: {}, scraped, debug.metricsPath), accessLog=False)
 
 
 def makeService(config: Config) -> IService:
@@ -378,10 +390,14 @@ def makeService(config: Config) -> IService:
         from txregistry.web import contextFactory
 
         tls = contextFactory(config.http.tls)
-    registry = registryOf(config)
+    metrics = metricsOf(config)
+    driver = storageDriver(config)
+    registry = registryOf(config, driver if metrics is None else metrics.time(driver))
     cache = cacheOf(config, registry)
+    if metrics is not None:
+        metrics.watch(registry, cache)
     service = _RegistryService(config, registry, cache)
-    factory: IProtocolFactory = site(config, cache if cache is not None else registry)
+    factory: IProtocolFactory = site(config, cache if cache is not None else registry, metrics)
     if tls is not None:
         from txregistry.web import behindTLS
 
@@ -390,7 +406,7 @@ def makeService(config: Config) -> IService:
         Listening(endpoint, factory).setServiceParent(service)
     if config.http.debug is not None:
         debug = _endpoint(config.http.debug.listen, "http.debug.addr")
-        Listening(debug, debugSite(config)).setServiceParent(service)
+        Listening(debug, debugSite(config, metrics)).setServiceParent(service)
     purging = config.storage.uploadPurging
     if purging.enabled and not registry.readOnly:
         UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)
