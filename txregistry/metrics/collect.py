@@ -14,7 +14,6 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,7 +21,7 @@ from twisted.web.resource import IResource
 
 from txregistry.metrics.http import Instrumented, RequestMetrics
 from txregistry.metrics.resource import MetricsResource
-from txregistry.metrics.storage import TimedDriver, storageActions
+from txregistry.metrics.storage import StorageActions, TimedDriver
 from txregistry.registry import Registry
 from txregistry.storage import IStorageDriver
 
@@ -41,13 +40,13 @@ class Metrics:
     """
 
     def __init__(self) -> None:
-        # Twisted's process has one set of metrics: ours.
-        disable_created_metrics()
         self.registry = CollectorRegistry()
         self.registry.register(PROCESS_COLLECTOR)
         self.registry.register(PLATFORM_COLLECTOR)
-        self.requests = RequestMetrics(self.registry)
-        self._storage = storageActions(self.registry)
+        self.requests = RequestMetrics()
+        self.registry.register(self.requests)
+        self._storage = StorageActions()
+        self.registry.register(self._storage)
 
     def instrument(self, root: IResource) -> IResource:
         return Instrumented(root, self.requests)

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from time import perf_counter
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 
+from txregistry.metrics.histogram import Histogram, family
 from txregistry.web.base import BaseEndpoint
 from txregistry.web.blobs import BlobEndpoint
 from txregistry.web.catalog import CatalogEndpoint
@@ -52,48 +52,50 @@ class RequestMetrics(Collector):
     What each request of a site comes to, observed when it is finished (or
     its connection lost): counted by code, handler and method; its duration
     by handler and method; the sizes of its body and its answer's by
-    handler; and those in flight by handler. The labelled children are kept
-    once made, since looking them up costs more than observing.
+    handler; and those in flight by handler. Kept as plain numbers, read
+    when scraped.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._requests = Counter(
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._requestSizes: dict[str, Histogram] = {}
+        self._responseSizes: dict[str, Histogram] = {}
+        self._inFlight: dict[str, int] = {}
+        self.received = 0
+        self.sent = 0
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
             "registry_http_requests",
             "Total number of HTTP requests made.",
-            ["code", "handler", "method"],
-            registry=registry,
+            labels=["code", "handler", "method"],
         )
-        self._duration = Histogram(
+        for labels, count in sorted(self._counts.items()):
+            requests.add_metric(list(labels), count)
+        yield requests
+        yield family(
             "registry_http_request_duration_seconds",
             "The HTTP request latencies in seconds.",
             ["handler", "method"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
+            sorted(self._durations.items()),
         )
-        self._requestSize = Histogram(
-            "registry_http_request_size_bytes",
-            "The HTTP request sizes in bytes: their bodies, as received.",
-            ["handler"],
-            buckets=SIZE_BUCKETS,
-            registry=registry,
+        for name, help, histograms in [
+            ("request", "The HTTP request sizes in bytes: their bodies, as received.", self._requestSizes),
+            ("response", "The HTTP response sizes in bytes: their bodies, as sent.", self._responseSizes),
+        ]:
+            yield family(
+                f"registry_http_{name}_size_bytes",
+                help,
+                ["handler"],
+                (((handler,), h) for handler, h in sorted(histograms.items())),
+            )
+        inFlight = GaugeMetricFamily(
+            "registry_http_in_flight_requests", "The in-flight HTTP requests", labels=["handler"]
         )
-        self._responseSize = Histogram(
-            "registry_http_response_size_bytes",
-            "The HTTP response sizes in bytes: their bodies, as sent.",
-            ["handler"],
-            buckets=SIZE_BUCKETS,
-            registry=registry,
-        )
-        self._inFlight = Gauge(
-            "registry_http_in_flight_requests", "The in-flight HTTP requests", ["handler"], registry=registry
-        )
-        self._counted: dict[tuple[int, str, str], Any] = {}
-        self._observers: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
-        self.received = 0
-        self.sent = 0
-        registry.register(self)
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
+        for handler, count in sorted(self._inFlight.items()):
+            inFlight.add_metric([handler], count)
+        yield inFlight
         yield CounterMetricFamily(
             "txregistry_http_received_bytes", "Bytes of request bodies received.", self.received
         )
@@ -104,32 +106,26 @@ class RequestMetrics(Collector):
         Observe C{request}, for C{handler}, from now until it is finished.
         """
         method = _METHODS.get(request.method, "other")
-        observers = self._observers.get((handler, method))
-        if observers is None:
-            observers = self._observers[handler, method] = (
-                self._duration.labels(handler, method),
-                self._requestSize.labels(handler),
-                self._responseSize.labels(handler),
-                self._inFlight.labels(handler),
-            )
-        duration, requestSize, responseSize, inFlight = observers
-        inFlight.inc()
+        duration = self._durations.get((handler, method))
+        if duration is None:
+            duration = self._durations[handler, method] = Histogram(DURATION_BUCKETS)
+            self._requestSizes[handler] = self._requestSizes.get(handler) or Histogram(SIZE_BUCKETS)
+            self._responseSizes[handler] = self._responseSizes.get(handler) or Histogram(SIZE_BUCKETS)
+        inFlight = self._inFlight
+        inFlight[handler] = inFlight.get(handler, 0) + 1
         began = perf_counter()
 
         def finished(_: object) -> None:
-            inFlight.dec()
+            inFlight[handler] -= 1
             duration.observe(perf_counter() - began)
             body = getattr(request, "body", None)
             received = body.delivered if body is not None else 0
             self.received += received
             self.sent += request.sentLength
-            requestSize.observe(received)
-            responseSize.observe(request.sentLength)
-            key = (request.code, handler, method)
-            counter = self._counted.get(key)
-            if counter is None:
-                counter = self._counted[key] = self._requests.labels(str(request.code), handler, method)
-            counter.inc()
+            self._requestSizes[handler].observe(received)
+            self._responseSizes[handler].observe(request.sentLength)
+            key = (str(request.code), handler, method)
+            self._counts[key] = self._counts.get(key, 0) + 1
 
         request.notifyFinish().addBoth(finished)
 
