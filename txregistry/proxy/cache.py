@@ -68,7 +68,7 @@ class _CountingReader:
 
     def read(self, size: int) -> Deferred[bytes]:
         def count(data: bytes) -> bytes:
-            self._metrics.cacheBytes += len(data)
+            self._metrics.pushed["blob"] += len(data)
             return data
 
         return self._reader.read(size).addCallback(count)
@@ -132,9 +132,11 @@ class CachedRepository:
     checkDeletable = checkWritable
 
     async def blob(self, digest: Digest, head: bool = False) -> BlobSource:
+        self.cache.metrics.requests["blob"] += 1
         return await self.cache.blob(self.route, digest, head)
 
     async def manifest(self, reference: str, head: bool = False) -> ManifestSource:
+        self.cache.metrics.requests["manifest"] += 1
         return await self.cache.manifest(self.route, reference, head)
 
     async def tags(self) -> list[str]:
@@ -291,6 +293,7 @@ class PullThroughCache:
 
     def _answer(self, route: Route, digest: Digest, content: bytes) -> ManifestSource:
         self._touch(route.name, "manifests", digest, len(content))
+        self.metrics.pushed["manifest"] += len(content)
         return ManifestSource(digest, storedMediaType(content), len(content), content)
 
     def _hit(self, route: Route, cached: ManifestSource) -> ManifestSource:
@@ -341,6 +344,7 @@ class PullThroughCache:
             raise RegistryError(
                 "MANIFEST_INVALID", f"upstream {route.client.label} sent a manifest over 4 MiB"
             ) from None
+        self.metrics.pulled[route.client.label, "manifest"] += len(content)
         if expected is None:
             # By tag: the digest the upstream says it sent, if it says.
             expected = _saidDigest(response)
@@ -539,9 +543,9 @@ class PullThroughCache:
 
         async def tail(offset: int) -> IReader:
             if download.stored:
-                return await blobs.open(digest, offset)
+                return _CountingReader(await blobs.open(digest, offset), self.metrics)
             try:
-                return download.reader(offset)
+                return _CountingReader(download.reader(offset), self.metrics)
             except DownloadFailed as e:
                 raise RegistryError(
                     "DIGEST_INVALID",
@@ -591,6 +595,13 @@ class PullThroughCache:
             self.registry.driver, self.registry.leasePath, fleet.advertise, lease, self.clock
         )
         self._peers = PeerClient(secret.encode(), self.config.timeout, self.reactor)
+
+    @property
+    def downloads(self) -> list[BlobDownload]:
+        """
+        The blobs being fetched from upstream by this instance.
+        """
+        return list(self._downloads.values())
 
     async def inProgress(self, digest: Digest) -> BlobSource | None:
         """
@@ -709,6 +720,7 @@ class PullThroughCache:
             self.config.timeout,
             self.spoolDirectory,
             self.metrics,
+            route.client.label,
         )
         self._downloads[digest] = download
 

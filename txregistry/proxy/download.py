@@ -96,9 +96,11 @@ class BlobDownload:
         timeout: float,
         spoolDirectory: str | None = None,
         metrics: ProxyMetrics | None = None,
+        upstream: str = "",
     ) -> None:
         self.registry = registry
         self.metrics = metrics if metrics is not None else ProxyMetrics()
+        self.upstream = upstream
         self.digest = digest
         self.names = {name}
         self.reactor = reactor
@@ -160,7 +162,7 @@ class BlobDownload:
         if self._spool.failure is not None:
             return
         offset = self._spool.write(data)
-        self.metrics.upstreamBytes += len(data)
+        self.metrics.pulled[self.upstream, "blob"] += len(data)
         # Storage that keeps what it is given until there is enough of it
         # (S3's parts) reads it back from the spool instead.
         self._pump.received(FileChunk(data, self._spool.fileno(), offset))
@@ -222,6 +224,13 @@ class BlobDownload:
         Whether the blob is in storage, to be read from there.
         """
         return self._spool.ended and self._spool.failure is None
+
+    @property
+    def clients(self) -> int:
+        """
+        How many read the blob from this download as it arrives.
+        """
+        return self._spool.readers
 
     def reader(self, offset: int = 0) -> IReader:
         """

@@ -69,15 +69,16 @@ class Eviction:
                 removed += 1
             if not holders:
                 del blobs[digest]
-                await self._deleteContent(digest)
+                await self._deleteContent(digest, expired[0].size)
         removed += await self._cap(blobs)
         return removed
 
     async def _cap(self, blobs: dict[Digest, list[Entry]]) -> int:
+        total = sum(holders[0].size for holders in blobs.values())
         limit = self.cache.config.maxSize
         if limit is None:
+            self.cache.metrics.cachedBytes = total
             return 0
-        total = sum(holders[0].size for holders in blobs.values())
         removed = 0
         oldestFirst = sorted(blobs.items(), key=lambda item: max(e.pulled for e in item[1]))
         for digest, holders in oldestFirst:
@@ -86,8 +87,9 @@ class Eviction:
             for entry in holders:
                 await self._unlinkBlob(entry)
                 removed += 1
-            await self._deleteContent(digest)
+            await self._deleteContent(digest, holders[0].size)
             total -= holders[0].size
+        self.cache.metrics.cachedBytes = total
         return removed
 
     async def _referenced(self, manifests: list[Entry]) -> set[Digest]:
@@ -109,8 +111,9 @@ class Eviction:
             await self.registry.manifests(entry.name).delete(str(entry.digest))
         except RegistryError:
             pass  # Evicted meanwhile, by another instance on the same store.
+        self.cache.metrics.evictions["manifest"] += 1
         if not await self._forget(entry):
-            await self._deleteContent(entry.digest)
+            await self._deleteContent(entry.digest, entry.size)
         log.info("evicted manifest {name}@{digest}", name=entry.name, digest=entry.digest)
 
     async def _unlinkBlob(self, entry: Entry) -> None:
@@ -118,6 +121,7 @@ class Eviction:
             await self.registry.blobs(entry.name).delete(entry.digest)
         except RegistryError:
             pass
+        self.cache.metrics.evictions["blob"] += 1
         await self._forget(entry)
 
     async def _forget(self, entry: Entry) -> int:
@@ -141,7 +145,7 @@ class Eviction:
                 self._own = await self.cache.own.marks.all()
         return self._own
 
-    async def _deleteContent(self, digest: Digest) -> None:
+    async def _deleteContent(self, digest: Digest, size: int) -> None:
         """
         Remove content from the blob store unless a repository of our own
         (one no upstream serves) links it.
@@ -150,6 +154,7 @@ class Eviction:
             if await self.registry.links(name, digest):
                 return
         await self.registry.deleteContent(digest)
+        self.cache.metrics.evictedBytes += size
         log.info("evicted blob {digest}", digest=digest)
 
 

@@ -38,6 +38,13 @@ class Spool:
         self._readers = 0
 
     @property
+    def readers(self) -> int:
+        """
+        How many read the spool now.
+        """
+        return self._readers
+
+    @property
     def closed(self) -> bool:
         """
         Whether the file is gone: the spool ended and its readers closed.

@@ -202,17 +202,17 @@ class UpstreamClient:
             )
         except DNSLookupError:
             reason = f"cannot resolve host {urlsplit(url).hostname}"
-            self.metrics.upstream(kind, "error")
+            self.metrics.upstream(self.label, kind, "error")
             if breaker:
                 self.breaker.failed(reason)
             raise UpstreamUnavailable(f"upstream {self.label} cannot be reached: {reason}") from None
         except (ConnectError, ConnectionLost, ResponseFailed, TimeoutError, CancelledError) as e:
             reason = f"{method} {url}: {e.__class__.__name__}: {e}"
-            self.metrics.upstream(kind, "error")
+            self.metrics.upstream(self.label, kind, "error")
             if breaker:
                 self.breaker.failed(reason)
             raise UpstreamUnavailable(f"upstream {self.label} cannot be reached ({reason})") from None
-        self.metrics.upstream(kind, str(response.code))
+        self.metrics.upstream(self.label, kind, str(response.code))
         if debugging():
             # Without the query: a redirect's may hold a signature.
             log.debug(

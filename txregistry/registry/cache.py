@@ -17,18 +17,23 @@ V = TypeVar("V")
 class ContentCache(Generic[K, V]):
     """
     Least recently used entries are dropped once their sizes add up to more
-    than C{maxBytes}.
+    than C{maxBytes}. C{hits} and C{misses} count what L{get} found, for
+    metrics.
     """
 
     def __init__(self, maxBytes: int) -> None:
         self.maxBytes = maxBytes
         self.size = 0
+        self.hits = 0
+        self.misses = 0
         self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             return None
+        self.hits += 1
         self._entries.move_to_end(key)
         return entry[0]
 

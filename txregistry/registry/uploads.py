@@ -101,6 +101,13 @@ class Uploads:
         self._progress: ContentCache[str, _Progress] = ContentCache(PROGRESS_ENTRIES)
         self._locks: dict[str, DeferredLock] = {}
 
+    @property
+    def inProgress(self) -> int:
+        """
+        How many uploads a request is writing to, finishing or cancelling.
+        """
+        return len(self._locks)
+
     async def _locked(self, uuid: str, work: Callable[[], Any]) -> Any:
         lock = self._locks.setdefault(uuid, DeferredLock())
         await lock.acquire()
