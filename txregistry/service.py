@@ -21,17 +21,9 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
-from txregistry.health import healthChecks, upstreamStatus
 from txregistry.logging import accessed, logger, setLevel
 from txregistry.memory import releaseFreed
-from txregistry.registry import (
-    CollectionService,
-    GarbageCollector,
-    IRegistry,
-    Registry,
-    UploadPurger,
-    UseRecord,
-)
+from txregistry.registry import IRegistry, Registry, UploadPurger, UseRecord
 from txregistry.services import Listening
 from txregistry.storage import IStorageDriver
 from txregistry.web import (
@@ -42,12 +34,12 @@ from txregistry.web import (
     RootResource,
     SiteRequest,
 )
-from txregistry.web.debug import HealthStatus
 
 if TYPE_CHECKING:
     from txregistry.metrics import Metrics
     from txregistry.notifications import INotifier, Notifier
     from txregistry.proxy import PullThroughCache
+    from txregistry.web.debug import HealthStatus
 
 log = logger(__name__)
 
@@ -431,6 +423,7 @@ def debugSite(
     """
     debug = config.http.debug
     assert debug is not None
+    from txregistry.health import upstreamStatus
     from txregistry.web.debug import DebugResource
 
     scraped = None if metrics is None else metrics.resource()
@@ -466,8 +459,13 @@ def makeService(config: Config) -> IService:
     registry = registryOf(config, driver if metrics is None else metrics.time(driver))
     cache = cacheOf(config, registry)
     service = _RegistryService(config, registry, cache)
-    health = healthChecks(config, registry.driver, reactor)
-    health.setServiceParent(service)
+    failing: HealthStatus | None = None
+    if config.health.checked:
+        from txregistry.health import healthChecks
+
+        checks = healthChecks(config, registry.driver, reactor)
+        checks.setServiceParent(service)
+        failing = checks.failing
     notifier = notifierOf(config)
     if notifier is not None:
         # Stopped with the service: deliveries end with it.
@@ -476,13 +474,15 @@ def makeService(config: Config) -> IService:
     clock = cast(IReactorTime, reactor)
     collector = None
     if gc.enabled and not registry.readOnly:
+        from txregistry.registry import GarbageCollector
+
         collector = GarbageCollector(registry, clock, gc.gracePeriod.total_seconds())
     if metrics is not None:
         metrics.watch(registry, cache, None if collector is None else collector.counters, notifier)
     factory: IProtocolFactory = site(
         config,
         cache if cache is not None else registry,
-        health.failing if health.checks else None,
+        failing,
         notifier,
         metrics,
     )
@@ -494,7 +494,7 @@ def makeService(config: Config) -> IService:
         Listening(endpoint, factory).setServiceParent(service)
     if config.http.debug is not None:
         debug = _endpoint(config.http.debug.listen, "http.debug.addr")
-        Listening(debug, debugSite(config, health.failing, cache, metrics)).setServiceParent(service)
+        Listening(debug, debugSite(config, failing or dict, cache, metrics)).setServiceParent(service)
     purging = config.storage.uploadPurging
     if purging.enabled and not registry.readOnly:
         UploadPurger(registry, purging.age, purging.interval, purging.dryRun).setServiceParent(service)
@@ -506,6 +506,8 @@ def makeService(config: Config) -> IService:
             # One job walks the store for both.
             eviction = Eviction(cache)
             before, everyBefore = lambda: evict(eviction), cache.config.evictionInterval.total_seconds()
+        from txregistry.registry import CollectionService
+
         CollectionService(
             collector, gc.interval.total_seconds(), clock, before, everyBefore
         ).setServiceParent(service)

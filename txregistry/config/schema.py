@@ -384,6 +384,13 @@ class Health:
     http: tuple[HTTPCheck, ...] = ()
     tcp: tuple[TCPCheck, ...] = ()
 
+    @property
+    def checked(self) -> bool:
+        """
+        Whether anything is checked at all.
+        """
+        return self.storageDriver.enabled or bool(self.files or self.http or self.tcp)
+
 
 @attrs.frozen
 class NotificationEndpoint:

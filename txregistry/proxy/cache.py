@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 from twisted.internet import reactor as defaultReactor
@@ -23,10 +23,8 @@ from txregistry.flight import SingleFlight
 from txregistry.logging import logger
 from txregistry.manifest import MAX_MANIFEST_SIZE, Descriptor, Manifest, parseManifest, storedMediaType
 from txregistry.proxy.download import BlobDownload, DownloadFailed
-from txregistry.proxy.lease import Holder, Lease, Leases
 from txregistry.proxy.metrics import ProxyMetrics
 from txregistry.proxy.own import ClaimableRepository, OwnRepositories
-from txregistry.proxy.peer import PeerClient, PeerDownload
 from txregistry.proxy.route import Route
 from txregistry.proxy.upstream import (
     MANIFEST_ACCEPT,
@@ -51,6 +49,11 @@ from txregistry.registry import (
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.owned import OwnMarks
 from txregistry.storage import IReader
+
+if TYPE_CHECKING:
+    # The fleet's, imported when one is joined.
+    from txregistry.proxy.lease import Holder, Lease, Leases
+    from txregistry.proxy.peer import PeerClient, PeerDownload
 
 log = logger(__name__)
 
@@ -590,6 +593,9 @@ class PullThroughCache:
         on each blob fetched, and stream those other instances hold leases
         on from them.
         """
+        from txregistry.proxy.lease import Leases
+        from txregistry.proxy.peer import PeerClient
+
         lease = fleet.lease.total_seconds()
         self._leases = Leases(
             self.registry.driver, self.registry.leasePath, fleet.advertise, lease, self.clock
@@ -630,6 +636,8 @@ class PullThroughCache:
         """
         if self._leases is None or self._peers is None:
             return await self._fetch(route, digest)
+        from txregistry.proxy.lease import Holder, Lease
+
         # From the moment the lease may be in the store, peers that read it
         # and come asking wait here for the fetch to start, rather than be
         # told there is none and fetch the blob themselves.

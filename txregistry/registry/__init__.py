@@ -4,7 +4,9 @@ referrers, written against the storage interface alone, and the contract
 (L{IRegistry}, L{IRepository}) the web layer serves.
 """
 
-from txregistry.registry.collection import CollectionService, Counters, GarbageCollector, Sweep
+from typing import TYPE_CHECKING, Any
+
+from txregistry.lazy import lazyNames
 from txregistry.registry.interfaces import (
     BlobSource,
     IBody,
@@ -18,6 +20,17 @@ from txregistry.registry.purging import UploadPurger, purgeUploads
 from txregistry.registry.registry import Registry
 from txregistry.registry.repository import Repository
 from txregistry.registry.uses import UseRecord
+
+if TYPE_CHECKING:
+    from txregistry.registry.collection import CollectionService, Counters, GarbageCollector, Sweep
+
+# Only with garbage collection: storage.maintenance.gc, or the command.
+_names = lazyNames(__name__, {"collection": ("CollectionService", "Counters", "GarbageCollector", "Sweep")})
+
+
+def __getattr__(name: str) -> Any:
+    return _names(name)
+
 
 __all__ = [
     "BlobSource",

@@ -11,7 +11,7 @@ C{<name>/tags/list}; whatever stands before is the name.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import attrs
@@ -26,12 +26,14 @@ from txregistry.web.base import BaseEndpoint
 from txregistry.web.blobs import BlobEndpoint
 from txregistry.web.catalog import CatalogEndpoint
 from txregistry.web.context import Context
-from txregistry.web.debug import HealthStatus
 from txregistry.web.manifests import ManifestEndpoint
 from txregistry.web.referrers import ReferrersEndpoint
 from txregistry.web.responses import Endpoint, writeError
 from txregistry.web.tags import TagsEndpoint
 from txregistry.web.uploads import StartUploadEndpoint, UploadEndpoint
+
+if TYPE_CHECKING:
+    from txregistry.web.debug import HealthStatus
 
 log = logger(__name__)
 
