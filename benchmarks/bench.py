@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -381,49 +382,57 @@ def measure(server: Server, seconds: int) -> dict[str, float]:
     return figures
 
 
-def measureSmall(server: Server, seconds: int) -> dict[str, float]:
+def smallRequests(server: Server) -> dict[str, Callable[[int], float]]:
     """
-    Requests per second of small requests alone: GET /v2/, a manifest's GET
-    by tag, a blob's HEAD and a 1 KiB blob's GET.
+    Small requests of a started server, by name, each a function of the
+    seconds to run it for giving requests per second: GET /v2/, a
+    manifest's GET by tag, a blob's HEAD and a 1 KiB blob's GET.
     """
-    server.start()
-    try:
-        client = Client(server.port)
-        config, layer = b"{}", os.urandom(1024)
-        client.push("bench/small", config, None)
-        digest = client.push("bench/small", layer, None)
-        client.pushManifest("bench/small", "latest", config, [layer])
-        base = f"http://127.0.0.1:{server.port}"
-        accept = {"Accept": OCI_MANIFEST}
-        return {
-            "GET /v2/ (req/s)": wrk(f"{base}/v2/", seconds),
-            "manifest GET (req/s)": wrk(f"{base}/v2/bench/small/manifests/latest", seconds, accept),
-            "blob HEAD (req/s)": abHead(f"{base}/v2/bench/small/blobs/{digest}", seconds, {}),
-            "1 KiB blob GET (req/s)": wrk(f"{base}/v2/bench/small/blobs/{digest}", seconds),
-        }
-    finally:
-        server.stop()
+    client = Client(server.port)
+    config, layer = b"{}", os.urandom(1024)
+    client.push("bench/small", config, None)
+    digest = client.push("bench/small", layer, None)
+    client.pushManifest("bench/small", "latest", config, [layer])
+    base = f"http://127.0.0.1:{server.port}"
+    accept = {"Accept": OCI_MANIFEST}
+    return {
+        "GET /v2/": lambda seconds: wrk(f"{base}/v2/", seconds),
+        "manifest GET": lambda seconds: wrk(f"{base}/v2/bench/small/manifests/latest", seconds, accept),
+        "blob HEAD": lambda seconds: abHead(f"{base}/v2/bench/small/blobs/{digest}", seconds, {}),
+        "1 KiB blob GET": lambda seconds: wrk(f"{base}/v2/bench/small/blobs/{digest}", seconds),
+    }
 
 
 def metricsCost(seconds: int, rounds: int) -> None:
     """
-    txregistry with its metrics off and on, alternately, C{rounds} times
-    each: the best of each figure, and what the metrics cost.
+    txregistry with its metrics off and on, both running on the same core,
+    measured in turn C{rounds} times for each kind of request, the order
+    swapped every round: the median rate of each, and the cost, the median
+    of the rounds' ratios. Paired so, a busy machine's drift over minutes
+    cancels out, which the best of separate runs does not.
     """
 
     def withMetrics(root: str, port: int) -> list[str]:
         debug = f"  debug:\n    addr: 127.0.0.1:{freePort()}\n    prometheus:\n      enabled: true\n"
         return txregistryCommand(root, port, debug)
 
-    results: dict[str, dict[str, float]] = {"off": {}, "on": {}}
-    for _ in range(rounds):
-        for name, command in (("off", txregistryCommand), ("on", withMetrics)):
-            for key, value in measureSmall(Server(f"metrics-{name}", command), seconds).items():
-                results[name][key] = max(results[name].get(key, 0.0), value)
-    print(f"{'':28}{'metrics off':>14}{'metrics on':>14}{'cost':>10}")
-    for key, off in results["off"].items():
-        on = results["on"][key]
-        print(f"{key:28}{off:14.1f}{on:14.1f}{(off - on) / off:10.1%}")
+    servers = {"off": Server("metrics-off", txregistryCommand), "on": Server("metrics-on", withMetrics)}
+    for server in servers.values():
+        server.start()
+    try:
+        requests = {name: smallRequests(server) for name, server in servers.items()}
+        print(f"{'req/s':24}{'metrics off':>14}{'metrics on':>14}{'cost':>10}")
+        for kind in requests["off"]:
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            for round in range(rounds):
+                for name in ("off", "on") if round % 2 == 0 else ("on", "off"):
+                    rates[name].append(requests[name][kind](seconds))
+            cost = 1 - statistics.median(on / off for off, on in zip(rates["off"], rates["on"], strict=True))
+            off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+            print(f"{kind:24}{off:14.1f}{on:14.1f}{cost:10.1%}")
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 def printTable(results: dict[str, dict[str, float]], width: int, decimals: int) -> None:
@@ -467,7 +476,7 @@ def main() -> None:
     parser.add_argument(
         "--metrics",
         action="store_true",
-        help="small requests' rates with txregistry's metrics off and on (best of 3 rounds each)",
+        help="small requests' rates with txregistry's metrics off and on (8 rounds in turn)",
     )
     arguments = parser.parse_args()
     global SERVER_PYTHON, STORAGE
@@ -477,7 +486,7 @@ def main() -> None:
     os.sched_setaffinity(0, {CLIENT_CORE})
     seconds = 3 if arguments.quick else 10
     if arguments.metrics:
-        metricsCost(seconds, 3)
+        metricsCost(seconds, 8)
         return
     seaweedfs = None
     if arguments.storage == "s3":

@@ -57,7 +57,8 @@ class RequestMetrics(Collector):
     """
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, str], int] = {}
+        # By the status code as a number: made a label only when scraped.
+        self._counts: dict[tuple[int, str, str], int] = {}
         self._durations: dict[tuple[str, str], Histogram] = {}
         self._requestSizes: dict[str, Histogram] = {}
         self._responseSizes: dict[str, Histogram] = {}
@@ -71,8 +72,8 @@ class RequestMetrics(Collector):
             "Total number of HTTP requests made.",
             labels=["code", "handler", "method"],
         )
-        for labels, count in sorted(self._counts.items()):
-            requests.add_metric(list(labels), count)
+        for (code, handler, method), count in sorted(self._counts.items()):
+            requests.add_metric([str(code), handler, method], count)
         yield requests
         yield family(
             "registry_http_request_duration_seconds",
@@ -113,6 +114,8 @@ class RequestMetrics(Collector):
             self._responseSizes[handler] = self._responseSizes.get(handler) or Histogram(SIZE_BUCKETS)
         inFlight = self._inFlight
         inFlight[handler] = inFlight.get(handler, 0) + 1
+        requestSizes, responseSizes = self._requestSizes[handler], self._responseSizes[handler]
+        counts = self._counts
         began = perf_counter()
 
         def finished(_: object) -> None:
@@ -120,12 +123,13 @@ class RequestMetrics(Collector):
             duration.observe(perf_counter() - began)
             body = getattr(request, "body", None)
             received = body.delivered if body is not None else 0
+            sent = request.sentLength
             self.received += received
-            self.sent += request.sentLength
-            self._requestSizes[handler].observe(received)
-            self._responseSizes[handler].observe(request.sentLength)
-            key = (str(request.code), handler, method)
-            self._counts[key] = self._counts.get(key, 0) + 1
+            self.sent += sent
+            requestSizes.observe(received)
+            responseSizes.observe(sent)
+            key = (request.code, handler, method)
+            counts[key] = counts.get(key, 0) + 1
 
         request.notifyFinish().addBoth(finished)
 

@@ -80,12 +80,18 @@ class TimedDriver:
 def _timed(method: Callable[..., Deferred[Any]], observe: Callable[[float], None]) -> Callable[..., Any]:
     def timed(*args: Any, **kwargs: Any) -> Deferred[Any]:
         started = perf_counter()
-
-        def done(result: object) -> object:
+        result = method(*args, **kwargs)
+        if result.called:
+            # Answered at once (a filesystem's stat, from the page cache):
+            # no callback to add to a request's cost.
             observe(perf_counter() - started)
             return result
 
-        return method(*args, **kwargs).addBoth(done)
+        def done(outcome: object) -> object:
+            observe(perf_counter() - started)
+            return outcome
+
+        return result.addBoth(done)
 
     return timed
 
