@@ -123,8 +123,8 @@ class ClaimableRepository:
     async def deleteBlob(self, digest: Digest) -> None:
         await (await self._current()).deleteBlob(digest)
 
-    async def deleteManifest(self, reference: str) -> None:
-        await (await self._current()).deleteManifest(reference)
+    async def deleteManifest(self, reference: str) -> list[str]:
+        return await (await self._current()).deleteManifest(reference)
 
     # The requests a push starts with.
 

@@ -128,9 +128,10 @@ class IRepository(Interface):
         that is neither).
         """
 
-    def deleteManifest(reference: str) -> Awaitable[None]:
+    def deleteManifest(reference: str) -> Awaitable[list[str]]:
         """
-        Delete a tag, or a manifest with every tag pointing at it.
+        Delete a tag, or a manifest with every tag pointing at it: the tags
+        deleted.
         """
 
     def tags() -> Awaitable[list[str]]:

@@ -130,16 +130,18 @@ class Manifests:
         if tag is not None:
             await self.tags.tag(tag, digest)
 
-    async def delete(self, reference: str) -> None:
+    async def delete(self, reference: str) -> list[str]:
         """
         Delete a tag, or a manifest revision with every tag that points at
-        it. Content stays in the blob store until garbage collection.
+        it: the tags deleted. Content stays in the blob store until garbage
+        collection.
         """
         if not looksLikeDigest(reference):
             await self.tags.untag(lookupTag(reference))
-            return
+            return [reference]
         stored = await self.get(reference)
-        for tag in await self.tags.pointingAt(stored.digest):
+        untagged = await self.tags.pointingAt(stored.digest)
+        for tag in untagged:
             await self.tags.untag(tag)
         manifest = None
         try:
@@ -151,3 +153,4 @@ class Manifests:
                 self.driver, layout.referrerLink(self.name, manifest.subject.digest, stored.digest)
             )
         await deleteIfPresent(self.driver, layout.revisionLink(self.name, stored.digest))
+        return untagged

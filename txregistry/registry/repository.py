@@ -65,9 +65,9 @@ class Repository:
         self.checkWritable()
         return await self.registry.manifests(self.name).put(reference, content, contentType)
 
-    async def deleteManifest(self, reference: str) -> None:
+    async def deleteManifest(self, reference: str) -> list[str]:
         self.checkDeletable()
-        await self.registry.manifests(self.name).delete(reference)
+        return await self.registry.manifests(self.name).delete(reference)
 
     async def tags(self) -> list[str]:
         return await self.registry.tags(self.name).all()

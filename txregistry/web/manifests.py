@@ -49,9 +49,10 @@ class ManifestEndpoint(RepositoryEndpoint):
         self._notify(request, PUSHED, manifest.digest, manifest.mediaType, len(content))
 
     async def delete(self, request: Request) -> None:
-        await self.repository.deleteManifest(self.reference)
+        untagged = await self.repository.deleteManifest(self.reference)
         writeEmpty(request, 202)
         if looksLikeDigest(self.reference):
             self.context.notifyDeleted(request, self.identity, self.name, digest=Digest.parse(self.reference))
-        else:
-            self.context.notifyDeleted(request, self.identity, self.name, tag=self.reference)
+        # Each tag by its name alone, after the manifest, as registry:2.
+        for tag in untagged:
+            self.context.notifyDeleted(request, self.identity, self.name, tag=tag)
