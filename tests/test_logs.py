@@ -7,6 +7,7 @@ response and the request's debug lines share.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import bcrypt
 import pytest
 
 from tests.helpers import RegistryProcess, SyncClient
@@ -85,6 +87,27 @@ def test_text(tmp_path: object) -> None:
     # Only that request's lines.
     assert len(mine) == len([line for line in lines if requestId in line])
     assert all(line.endswith("service=registry") for line in lines if line and not line.startswith("\t"))
+
+
+def test_the_id_outlasts_a_guard_that_waits(tmp_path: object) -> None:
+    """
+    A user's first request waits for bcrypt in a thread before its handler
+    runs; what the handler logs still carries the request's id.
+    """
+    directory = str(tmp_path)
+    users = os.path.join(directory, "htpasswd")
+    with open(users, "wb") as f:
+        f.write(b"alice:" + bcrypt.hashpw(b"secret", bcrypt.gensalt(4)) + b"\n")
+    extra = f"auth:\n  htpasswd:\n    realm: test\n    path: {users}\n"
+    with running(directory, configFile(directory, extra=extra)) as process:
+        credentials = "Basic " + base64.b64encode(b"alice:secret").decode()
+        missing = SyncClient(process.port).request(
+            "GET", "/v2/some/thing/manifests/latest", headers={"Authorization": credentials}
+        )
+        assert missing.status == 404
+        requestId = missing.headers["X-Request-Id"]
+    mine = [line for line in process.output().splitlines() if f"http.request.id={requestId}" in line]
+    assert any("#debug] filesystem getContent" in line for line in mine), mine
 
 
 @pytest.mark.parametrize(

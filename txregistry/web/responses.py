@@ -22,7 +22,7 @@ from txregistry.reference import checkName
 from txregistry.registry import IRepository
 from txregistry.storage import StorageUnavailable
 from txregistry.storage.streams import ConsumerGone
-from txregistry.web.context import Context, query
+from txregistry.web.context import Context, Guard, query
 from txregistry.web.request import BodyTooLarge
 
 log = logger(__name__)
@@ -139,9 +139,14 @@ class Endpoint(Resource):
         if guard is None:
             self.serve(request, method)
             return NOT_DONE_YET
-        d = Deferred.fromCoroutine(guard.check(request, self.needs(request, method)))
-        d.addCallbacks(self._passed, self._failed, callbackArgs=(request, method), errbackArgs=(request,))
+        Deferred.fromCoroutine(self._guarded(guard, request, method)).addErrback(self._failed, request)
         return NOT_DONE_YET
+
+    async def _guarded(self, guard: Guard, request: Request, method: str) -> None:
+        # One coroutine from the check to the handler, so that what the
+        # handler logs keeps the request's id when the check had to wait.
+        identity = await guard.check(request, self.needs(request, method))
+        self._passed(identity, request, method)
 
     def needs(self, request: Request, method: str) -> Sequence[Access]:
         """
