@@ -12,19 +12,26 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
+from zope.interface import directlyProvides, providedBy
 
 import txregistry
 from tests.helpers import OCI_MANIFEST, Client, ReferenceRegistry, SyncClient, serving, sha256
 from tests.s3server import SeaweedFS
 from txregistry.reference import Digest
-from txregistry.registry import GarbageCollector
+from txregistry.registry import GarbageCollector, Registry, UseRecord
+from txregistry.registry.collection import CONFIRM_SECONDS, LEASE_SECONDS
+from txregistry.registry.leases import Leases
 from txregistry.service import registryOf
+from txregistry.storage import layout
+from txregistry.storage.memory import MemoryDriver
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -226,8 +233,10 @@ async def test_online_collection_loses_nothing_and_reclaims_the_rest(tmp_path: o
     gone.
     """
     root = str(tmp_path)
-    grace = 2.0
-    config = gcConfig(root, grace="2s")
+    # Longer than a push takes from its upload to its manifest, however
+    # busy the machine.
+    grace = 6.0
+    config = gcConfig(root, grace="6s")
     registry = registryOf(config)
     collector = GarbageCollector(registry, reactor, grace)
     async with serving(None, txregistry.site(config, registry)) as client:
@@ -339,3 +348,134 @@ def test_configuration() -> None:
         txregistry.ConfigError, match="storage.maintenance.gc.graceperiod: must be more than 0"
     ):
         txregistry.parseConfig(bad, environ={})
+
+
+# --- races with a sweep, each at a chosen moment of it ---
+
+
+class Intercepting:
+    """
+    A store in memory that lets a test act at a chosen moment: after the
+    next call of a method on a path, before its answer is given.
+    """
+
+    def __init__(self) -> None:
+        self._driver = MemoryDriver()
+        self.name = self._driver.name
+        directlyProvides(self, providedBy(self._driver))
+        self.after: dict[tuple[str, str], list[Callable[[], Awaitable[None]]]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._driver, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            hooks = self.after.get((name, args[0] if args else ""))
+            if not hooks:
+                return method(*args, **kwargs)
+            hook = hooks.pop(0)
+
+            async def then() -> Any:
+                result = await method(*args, **kwargs)
+                await hook()
+                return result
+
+            return Deferred.fromCoroutine(then())
+
+        return call
+
+
+def storeInMemory() -> tuple[Intercepting, Registry, txregistry.Config]:
+    driver = Intercepting()
+    registry = Registry(driver, deleteEnabled=True, uses=UseRecord(driver, 1))  # type: ignore[arg-type]
+    config = txregistry.parseConfig("version: 0.1\nstorage:\n  inmemory: {}\n  delete:\n    enabled: true\n")
+    return driver, registry, config
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_blob_pushed_again_after_the_last_look_stays() -> None:
+    """
+    A push that finishes between the sweep's last look at a blob's use
+    and the blob's removal publishes it anew: that copy stays.
+    """
+    driver, registry, config = storeInMemory()
+    async with serving(None, txregistry.site(config, registry)) as client:
+        digest = await client.pushBlob("a", b"orphan")
+        await deferLater(reactor, 0.05)
+
+        async def pushAgain() -> None:
+            await client.pushBlob("b", b"orphan")
+
+        # The last look is the second stat of the blob's use.
+        driver.after[("stat", layout.gcUse(Digest.parse(digest)))] = [noop, pushAgain]
+        sweep = await GarbageCollector(registry, reactor, 0.001).run()
+        assert sweep is not None and sweep.blobs == [Digest.parse(digest)]
+        fetched = await client.request("GET", f"/v2/b/blobs/{digest}")
+        assert (fetched.code, fetched.body) == (200, b"orphan")
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_run_stopped_midway_puts_blob_and_links_back() -> None:
+    """
+    A run that stops with a blob set aside (its links removed) leaves the
+    next run to put both back, and to decide again.
+    """
+    driver, registry, config = storeInMemory()
+    async with serving(None, txregistry.site(config, registry)) as client:
+        digest = await client.pushBlob("a", b"set aside")
+        await deferLater(reactor, 0.05)
+
+        async def die() -> None:
+            raise _Killed()
+
+        # Stopped once the blob is set aside and its link removed.
+        link = layout.layerLink("a", Digest.parse(digest)).rsplit("/", 1)[0]
+        driver.after[("delete", link)] = [die]
+        with pytest.raises(_Killed):
+            await GarbageCollector(registry, reactor, 0.001).run()
+        assert (await client.request("GET", f"/v2/a/blobs/{digest}")).code == 404
+        # Used meanwhile: the next run keeps it, where it was.
+        assert registry.uses is not None
+        await registry.uses.use(Digest.parse(digest))
+        sweep = await GarbageCollector(registry, reactor, 0.001).run()
+        assert sweep is not None and sweep.kept == [Digest.parse(digest)]
+        fetched = await client.request("GET", f"/v2/a/blobs/{digest}")
+        assert (fetched.code, fetched.body) == (200, b"set aside")
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_taking_over_an_expired_lease_do_not_both_collect() -> None:
+    """
+    Two instances that both find the lease of a collector that died, and
+    each remove it to make their own, are told apart a moment later: one
+    collects.
+    """
+    driver, registry, _ = storeInMemory()
+    clock = Clock()
+    clock.advance(1000)
+    dead = Leases(driver, lambda _: layout.GC_LEASE, "dead", LEASE_SECONDS, Clock())  # type: ignore[arg-type]
+    await driver.putContent(layout.GC_LEASE, dead.content("dead"))
+    # Both read the expired lease before either removes it.
+    met: Deferred[None] = Deferred()
+
+    async def first() -> None:
+        await met
+
+    async def second() -> None:
+        met.callback(None)
+
+    driver.after[("getContent", layout.GC_LEASE)] = [first, second]
+    collectors = [GarbageCollector(registry, clock, 0.001) for _ in range(2)]
+    runs = [Deferred.fromCoroutine(c.run()) for c in collectors]
+    clock.advance(CONFIRM_SECONDS)
+    sweeps = await gatherResults(runs)
+    assert sorted(s is None for s in sweeps) == [False, True]
+
+
+async def noop() -> None:
+    pass

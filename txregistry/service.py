@@ -120,8 +120,14 @@ def registryOf(config: Config, driver: IStorageDriver | None = None) -> Registry
         deleteEnabled=config.storage.deleteEnabled,
         readOnly=config.storage.readOnly,
         blobDescriptors=config.storage.blobDescriptors,
-        # Pulls recorded often enough that the last is always within the grace period.
-        uses=UseRecord(driver, gc.gracePeriod.total_seconds() / 4) if gc.enabled else None,
+        # Pulls recorded often enough that the last is always within the
+        # grace period; a read-only registry, which does not collect,
+        # writes none.
+        uses=(
+            UseRecord(driver, gc.gracePeriod.total_seconds() / 4)
+            if gc.enabled and not config.storage.readOnly
+            else None
+        ),
     )
 
 

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 
 from txregistry.errors import RegistryError
 from txregistry.logging import logger
@@ -43,6 +44,19 @@ log = logger(__name__)
 
 #: How long a collector's lease lasts unless renewed (every third of it).
 LEASE_SECONDS = 60.0
+#: How long after taking over an expired lease the collector looks whether
+#: it still holds it: longer than another instance that read the same
+#: expired lease takes to remove it and make its own.
+CONFIRM_SECONDS = 2.0
+#: Store calls a run makes between letting the reactor do other work: a
+#: filesystem answers many from its page cache without waiting at all.
+_BATCH = 100
+
+
+class _LeaseLost(Exception):
+    """
+    Another instance took the collector's lease over: this run stops.
+    """
 
 
 @attrs.define
@@ -127,6 +141,9 @@ class GarbageCollector:
         self.report = report
         self.trace = trace
         self.counters = Counters()
+        self._clock = clock
+        self._calls = 0
+        self._lease: Lease[None] | None = None
         self._uses = registry.uses or UseRecord(registry.driver, gracePeriod / 4)
         self._leases: Leases[None] = Leases(
             self.driver, lambda _: layout.GC_LEASE, uuid.uuid4().hex, LEASE_SECONDS, clock
@@ -137,15 +154,35 @@ class GarbageCollector:
         One mark and sweep; C{None} if another instance is collecting.
         """
         lease = await self._leases.claim(None)
+        if isinstance(lease, Lease) and lease.tookOver:
+            await deferLater(self._clock, CONFIRM_SECONDS, lambda: None)
+            if not await lease.confirm():
+                lease = None
         if not isinstance(lease, Lease):
             self.report("another instance is collecting garbage: not collecting now")
             return None
+        self._lease = lease
         try:
             # The store's clock, by which blobs and uses are dated too.
             began = (await self.driver.stat(layout.GC_LEASE)).modified
             return await self._collect(began - self.gracePeriod)
+        except _LeaseLost:
+            self.report("another instance took the lease over: this run stops")
+            return None
         finally:
+            self._lease = None
             await lease.release()
+
+    async def _step(self) -> None:
+        """
+        Before each change to the store: stop if the lease is lost, and
+        now and then let the reactor serve requests.
+        """
+        if self._lease is not None and not self._lease.held:
+            raise _LeaseLost()
+        self._calls += 1
+        if self._calls % _BATCH == 0:
+            await deferLater(self._clock, 0, lambda: None)
 
     async def _collect(self, cutoff: float) -> Sweep:
         await self._unhide()
@@ -154,6 +191,7 @@ class GarbageCollector:
         links: dict[Digest, list[str]] = {}
         for name in await repositories(self.driver, withManifests=False):
             self.trace(name)
+            await self._step()
             await self._markRepository(name, marker, untagged)
             for digest in await _digestsBelow(self.driver, f"{layout.repository(name)}/_layers", 2):
                 links.setdefault(digest, []).append(name)
@@ -197,10 +235,12 @@ class GarbageCollector:
             allTags = []
         current = set()
         for tag in allTags:
+            await self._step()
             found = await readLink(self.driver, layout.tagCurrentLink(name, tag))
             if found is not None:
                 current.add(found)
         for digest in revisions:
+            await self._step()
             if await readLink(self.driver, layout.revisionLink(name, digest)) != digest:
                 # Deleted: registry:2 removes the link and leaves its directory.
                 continue
@@ -217,6 +257,7 @@ class GarbageCollector:
         """
         name, digest = entry.name, entry.digest
         revision = layout.revisionLink(name, digest)
+        await self._step()
         try:
             if (await self.driver.stat(revision)).modified >= cutoff:
                 return False
@@ -249,27 +290,33 @@ class GarbageCollector:
         C{cutoff}; whether it was removed.
         """
         data = layout.blobData(digest)
+        await self._step()
         try:
             info = await self.driver.stat(data)
         except PathNotFound:
-            # A directory left without data: nothing anyone can use.
+            # A directory left without data (by a sweep, or a killed write),
+            # unless a push about to publish there has said so.
+            if ((await self._uses.lastUsed(digest)) or 0) >= cutoff:
+                return False
             await self.registry.deleteContent(digest)
             return True
         if info.modified >= cutoff or ((await self._uses.lastUsed(digest)) or 0) >= cutoff:
             return False
-        # Hidden: a push that looks for it now finds it gone.
+        # Hidden, with what linked it: a push that looks for it now finds it
+        # gone, and a run stopped from here on puts both back.
+        await self.driver.putContent(layout.gcHiddenLinks(digest), "\n".join(linkedBy).encode())
         await self.driver.move(data, layout.gcHidden(digest))
         for name in linkedBy:
             await deleteIfPresent(self.driver, layout.layerLink(name, digest).rsplit("/", 1)[0])
         if ((await self._uses.lastUsed(digest)) or 0) >= cutoff:
             # Found by a push before it was hidden: put back as it was.
-            for name in linkedBy:
-                await writeLink(self.driver, layout.layerLink(name, digest), digest)
-            await self.driver.move(layout.gcHidden(digest), data)
+            await self._putBack(digest, linkedBy)
             return False
+        # Only what was hidden goes: a push that published the blob anew
+        # since the last look keeps its data, and its use.
         await self.driver.delete(layout.gcHidden(digest))
-        await self.registry.deleteContent(digest)
-        await self._uses.forget(digest)
+        await deleteIfPresent(self.driver, layout.gcHiddenLinks(digest))
+        self.registry.forgetContent(digest)
         self.counters.blobsReclaimed += 1
         self.counters.bytesReclaimed += info.size
         log.info("removed blob {digest}", digest=digest)
@@ -281,7 +328,23 @@ class GarbageCollector:
         next sweep decides again.
         """
         for digest in await _digestsBelow(self.driver, layout.GC_HIDDEN, 2):
-            await self.driver.move(layout.gcHidden(digest), layout.blobData(digest))
+            try:
+                names = (await self.driver.getContent(layout.gcHiddenLinks(digest))).decode().split()
+            except PathNotFound:
+                names = []
+            await self._putBack(digest, names)
+        for digest in await _digestsBelow(self.driver, layout.GC_HIDDEN_LINKS, 2):
+            # Its blob was deleted for good before the run stopped.
+            await deleteIfPresent(self.driver, layout.gcHiddenLinks(digest))
+
+    async def _putBack(self, digest: Digest, linkedBy: list[str]) -> None:
+        """
+        A blob set aside, back where it was, and the links to it.
+        """
+        await self.driver.move(layout.gcHidden(digest), layout.blobData(digest))
+        for name in linkedBy:
+            await writeLink(self.driver, layout.layerLink(name, digest), digest)
+        await deleteIfPresent(self.driver, layout.gcHiddenLinks(digest))
 
     async def _forgetUses(self, stored: set[Digest], cutoff: float) -> None:
         """
@@ -291,6 +354,7 @@ class GarbageCollector:
         for digest in await _digestsBelow(self.driver, layout.GC_USES, 2):
             if digest in stored:
                 continue
+            await self._step()
             used = await self._uses.lastUsed(digest)
             if used is not None and used < cutoff:
                 await self._uses.forget(digest)

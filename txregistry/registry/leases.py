@@ -68,18 +68,30 @@ class _Content:
 
 class Lease(Generic[K]):
     """
-    This instance's lease on C{key}, renewed until L{release}d.
+    This instance's lease on C{key}, renewed until L{release}d. C{tookOver}:
+    whether it was had by removing an expired one, which two instances may
+    do at once, each removing the other's (L{confirm} says who kept it);
+    C{held} turns false once a renewal finds it taken over.
     """
 
-    def __init__(self, leases: Leases[K], key: K, owner: str) -> None:
+    def __init__(self, leases: Leases[K], key: K, owner: str, tookOver: bool = False) -> None:
         self._leases = leases
         self.key = key
         self.owner = owner
+        self.tookOver = tookOver
+        self.held = True
         self._renewal = LoopingCall(self._renew)
         self._renewal.clock = leases.clock
         self._renewal.start(leases.duration / 3, now=False).addErrback(
             lambda f: log.failure("renewing the lease on {key}", f, key=key)
         )
+
+    async def confirm(self) -> bool:
+        """
+        Whether the lease in the store is still this one.
+        """
+        self.held = await self._mine()
+        return self.held
 
     async def _mine(self) -> bool:
         try:
@@ -92,7 +104,7 @@ class Lease(Generic[K]):
         async def renew() -> None:
             # Another instance may have taken it over after it expired: that
             # lease is not overwritten.
-            if not await self._mine():
+            if not await self.confirm():
                 log.warn("the lease on {key} was taken over", key=self.key)
                 self._renewal.stop()
                 return
@@ -153,10 +165,11 @@ class Leases(Generic[K]):
         cannot be reached.
         """
         path = self.path(key)
+        removed = False
         for _ in range(_ATTEMPTS):
             owner = uuid.uuid4().hex
             if await self.driver.createExclusive(path, self.content(owner)):
-                return Lease(self, key, owner)
+                return Lease(self, key, owner, removed)
             try:
                 found = _Content.parse(await self.driver.getContent(path))
             except PathNotFound:
@@ -169,6 +182,7 @@ class Leases(Generic[K]):
                 return Holder(found.address)
             # Expired, unreadable, or left by an earlier run of this instance
             # (whose downloads are gone with it).
+            removed = True
             try:
                 await self.driver.delete(path)
             except PathNotFound:

@@ -66,9 +66,13 @@ class Manifests:
 
     async def _checkReferences(self, manifest: Manifest) -> None:
         blobs = Blobs(self.driver, self.name, self.blobSizes, self.uses)
+        claimed: set[Digest] = set()
         for descriptor in manifest.blobs:
-            if isForeign(descriptor):
+            if isForeign(descriptor) or descriptor.digest in claimed:
+                # A digest named again is claimed once: a manifest that
+                # repeats one costs the store one write for it, not many.
                 continue
+            claimed.add(descriptor.digest)
             try:
                 await blobs.claim(descriptor.digest)
             except RegistryError:
@@ -77,7 +81,7 @@ class Manifests:
                     "the manifest references a blob this repository does not have",
                     {"digest": str(descriptor.digest)},
                 ) from None
-        for child in manifest.children:
+        for child in {child.digest: child for child in manifest.children}.values():
             if self.uses is not None:
                 await self.uses.use(child.digest)
             if not await exists(self.driver, layout.revisionLink(self.name, child.digest)):

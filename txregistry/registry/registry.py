@@ -122,9 +122,16 @@ class Registry:
         holds of it in memory. Whether it was there. Repositories that link
         it are not asked: that is the caller's to have made sure of.
         """
+        self.forgetContent(digest)
+        return await deleteIfPresent(self.driver, layout.blobDirectory(digest))
+
+    def forgetContent(self, digest: Digest) -> None:
+        """
+        Drop what this registry holds in memory of content removed from
+        the store.
+        """
         self.blobSizes.discard(digest)
         self.manifestCache.discard(digest)
-        return await deleteIfPresent(self.driver, layout.blobDirectory(digest))
 
     def checkWritable(self) -> None:
         if self.readOnly:

@@ -16,10 +16,13 @@ import time
 from collections.abc import Callable
 
 from txregistry.errors import RegistryError
+from txregistry.logging import logger
 from txregistry.reference import Digest
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.links import deleteIfPresent
-from txregistry.storage import IStorageDriver, PathNotFound, layout
+from txregistry.storage import IStorageDriver, PathNotFound, StorageUnavailable, layout
+
+log = logger(__name__)
 
 #: Pulls this instance remembers having recorded recently.
 _REMEMBERED = 100_000
@@ -58,9 +61,17 @@ class UseRecord:
             raise RegistryError.blobUnknown(digest) from None
 
     async def pull(self, digest: Digest) -> None:
+        """
+        Record a pull of C{digest}, if this instance has not lately. A
+        record that cannot be written is said in the log, never to the
+        client: the pull itself has what it asked for.
+        """
         last = self._pulled.get(digest)
         if last is None or self.clock() - last >= self.every:
-            await self.use(digest)
+            try:
+                await self.use(digest)
+            except StorageUnavailable as e:
+                log.warn("the pull of {digest} is not recorded: {why}", digest=digest, why=e)
 
     async def lastUsed(self, digest: Digest) -> float | None:
         try:

@@ -37,6 +37,10 @@ has set aside before it looks at their use a last time:
     /docker/registry/v2/_gc/lease
     /docker/registry/v2/_gc/uses/<alg>/<hex>
     /docker/registry/v2/_gc/hidden/<alg>/<hex>
+    /docker/registry/v2/_gc/links/<alg>/<hex>
+
+(the last: the repositories that linked a blob set aside, so that a run
+stopped midway puts their links back too)
 """
 
 from __future__ import annotations
@@ -136,6 +140,7 @@ def proxyEntry(name: str, kind: str, digest: Digest) -> str:
 GC_LEASE = f"{ROOT}/_gc/lease"
 GC_USES = f"{ROOT}/_gc/uses"
 GC_HIDDEN = f"{ROOT}/_gc/hidden"
+GC_HIDDEN_LINKS = f"{ROOT}/_gc/links"
 
 
 def gcUse(digest: Digest) -> str:
@@ -144,6 +149,10 @@ def gcUse(digest: Digest) -> str:
 
 def gcHidden(digest: Digest) -> str:
     return f"{GC_HIDDEN}/{digest.algorithm}/{digest.hex}"
+
+
+def gcHiddenLinks(digest: Digest) -> str:
+    return f"{GC_HIDDEN_LINKS}/{digest.algorithm}/{digest.hex}"
 
 
 def basename(path: str) -> str:
