@@ -26,7 +26,7 @@ import txregistry
 from tests.helpers import OCI_MANIFEST, Client, ReferenceRegistry, SyncClient, serving, sha256
 from tests.s3server import SeaweedFS
 from txregistry.reference import Digest
-from txregistry.registry import GarbageCollector, Registry, UseRecord
+from txregistry.registry import CollectionService, GarbageCollector, Registry, UseRecord
 from txregistry.registry.collection import CONFIRM_SECONDS, LEASE_SECONDS
 from txregistry.registry.leases import Leases
 from txregistry.service import registryOf
@@ -479,3 +479,22 @@ async def test_two_taking_over_an_expired_lease_do_not_both_collect() -> None:
 
 async def noop() -> None:
     pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stopping_service_ends_its_run_at_the_next_step() -> None:
+    """
+    Stopping the service does not wait for a whole run: the run stops at
+    its next step, and lets go of its lease.
+    """
+    driver, registry, config = storeInMemory()
+    async with serving(None, txregistry.site(config, registry)) as client:
+        await client.pushBlob("a", b"left")
+    said: list[str] = []
+    collector = GarbageCollector(registry, reactor, 0.001, report=said.append)
+    service = CollectionService(collector, 3600, reactor)
+    await service.stopService()
+    assert await collector.run() is None
+    assert said[-1] == "garbage collection stops: the service is stopping"
+    # Let go of: another may take it at once.
+    assert await driver.createExclusive(layout.GC_LEASE, b"")

@@ -192,10 +192,10 @@ def _auth(reader: _Reader) -> Htpasswd | Token | None:
     )
 
 
-def _required(reader: _Reader, key: str) -> str:
+def _required(reader: _Reader, key: str, why: str = "refusing to start an open registry") -> str:
     value = reader.get(key, str)
     if not value:
-        raise ConfigError(f"{key}: required; refusing to start an open registry")
+        raise ConfigError(f"{key}: required" + (f"; {why}" if why else ""))
     return str(value)
 
 
@@ -749,16 +749,9 @@ def _threshold(reader: _Reader, key: str) -> int:
     return threshold
 
 
-def _given(reader: _Reader, key: str) -> str:
-    value = reader.get(key, str)
-    if not value:
-        raise ConfigError(f"{key}: required")
-    return str(value)
-
-
 def _fileCheck(entry: _Reader) -> FileCheck:
     return FileCheck(
-        file=_given(entry, "file"),
+        file=_required(entry, "file", ""),
         interval=entry.duration("interval", FileCheck("").interval, positive=True),
         threshold=_threshold(entry, "threshold"),
     )
@@ -766,16 +759,11 @@ def _fileCheck(entry: _Reader) -> FileCheck:
 
 def _httpCheck(entry: _Reader) -> HTTPCheck:
     defaults = HTTPCheck("")
-    uri = _given(entry, "uri")
+    uri = _required(entry, "uri", "")
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"uri: expected an http:// or https:// URL, got {uri!r}")
-    headers: dict[str, tuple[str, ...]] = {}
-    for name, value in entry.get("headers", dict, {}).items():
-        values = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, str) for v in values):
-            raise ConfigError(f"headers.{name}: expected a list of strings")
-        headers[str(name)] = tuple(values)
+    headers = _headers("headers", entry.get("headers", dict, {}))
     status = entry.get("statuscode", int, defaults.statusCode)
     if not 100 <= status <= 599:
         raise ConfigError(f"statuscode: expected an HTTP status code, got {status}")
@@ -791,7 +779,7 @@ def _httpCheck(entry: _Reader) -> HTTPCheck:
 
 
 def _tcpCheck(entry: _Reader) -> TCPCheck:
-    addr = _given(entry, "addr")
+    addr = _required(entry, "addr", "")
     host, _, port = addr.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not host or not port.isdigit() or not 0 < int(port) < 65536:

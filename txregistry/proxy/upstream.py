@@ -189,6 +189,9 @@ class UpstreamClient:
                     f"upstream {self.label} failed recently ({e.reason}); trying again in {e.retryIn:.0f} s"
                 ) from None
         started = self.clock.seconds()
+        # Without the query wherever it is shown (logs, /debug/upstreams): a
+        # redirect's may hold a signature.
+        shown = url.partition("?")[0]
         try:
             response: IResponse = await self.http.request(
                 method,
@@ -207,26 +210,25 @@ class UpstreamClient:
                 self.breaker.failed(reason)
             raise UpstreamUnavailable(f"upstream {self.label} cannot be reached: {reason}") from None
         except (ConnectError, ConnectionLost, ResponseFailed, TimeoutError, CancelledError) as e:
-            reason = f"{method} {url}: {e.__class__.__name__}: {e}"
+            reason = f"{method} {shown}: {e.__class__.__name__}: {e}"
             self.metrics.upstream(self.label, kind, "error")
             if breaker:
                 self.breaker.failed(reason)
             raise UpstreamUnavailable(f"upstream {self.label} cannot be reached ({reason})") from None
         self.metrics.upstream(self.label, kind, str(response.code))
         if debugging():
-            # Without the query: a redirect's may hold a signature.
             log.debug(
                 "upstream {method} {url}: {status} in {ms:.1f} ms",
                 method=method,
-                url=url.partition("?")[0],
+                url=shown,
                 status=response.code,
                 ms=(self.clock.seconds() - started) * 1000,
             )
         if breaker:
             if response.code >= 500:
-                self.breaker.failed(f"{method} {url} answered {response.code}")
+                self.breaker.failed(f"{method} {shown} answered {response.code}")
             elif response.code == 429:
-                self.breaker.hold(f"{method} {url} answered 429", _retryAfter(response))
+                self.breaker.hold(f"{method} {shown} answered 429", _retryAfter(response))
             else:
                 self.breaker.succeeded()
         return response

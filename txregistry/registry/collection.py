@@ -53,9 +53,10 @@ CONFIRM_SECONDS = 2.0
 _BATCH = 100
 
 
-class _LeaseLost(Exception):
+class _Interrupted(Exception):
     """
-    Another instance took the collector's lease over: this run stops.
+    The run stops before its next change to the store: another instance
+    took its lease over, or the service is stopping.
     """
 
 
@@ -144,6 +145,9 @@ class GarbageCollector:
         self._clock = clock
         self._calls = 0
         self._lease: Lease[None] | None = None
+        #: Set when the service stops: a run in progress stops at its next
+        #: step, leaving what it set aside for the next run to put back.
+        self.stopping = False
         self._uses = registry.uses or UseRecord(registry.driver, gracePeriod / 4)
         self._leases: Leases[None] = Leases(
             self.driver, lambda _: layout.GC_LEASE, uuid.uuid4().hex, LEASE_SECONDS, clock
@@ -166,8 +170,8 @@ class GarbageCollector:
             # The store's clock, by which blobs and uses are dated too.
             began = (await self.driver.stat(layout.GC_LEASE)).modified
             return await self._collect(began - self.gracePeriod)
-        except _LeaseLost:
-            self.report("another instance took the lease over: this run stops")
+        except _Interrupted as e:
+            self.report(f"garbage collection stops: {e}")
             return None
         finally:
             self._lease = None
@@ -178,8 +182,10 @@ class GarbageCollector:
         Before each change to the store: stop if the lease is lost, and
         now and then let the reactor serve requests.
         """
+        if self.stopping:
+            raise _Interrupted("the service is stopping")
         if self._lease is not None and not self._lease.held:
-            raise _LeaseLost()
+            raise _Interrupted("another instance took the lease over")
         self._calls += 1
         if self._calls % _BATCH == 0:
             await deferLater(self._clock, 0, lambda: None)
@@ -416,6 +422,10 @@ class CollectionService(Repeating):
         self._gcInterval = interval
         self._lastRun: float | None = None
         super().__init__(min(interval, everyBefore or interval), self._run, clock)
+
+    def stopService(self) -> Deferred[None]:
+        self.collector.stopping = True
+        return super().stopService()
 
     def _run(self) -> Deferred[None]:
         d: Deferred[None] = Deferred.fromCoroutine(self._both())

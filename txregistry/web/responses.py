@@ -189,8 +189,12 @@ class Endpoint(Resource):
 
     def _failed(self, failure: Failure, request: Request) -> None:
         # Finished, or the client has gone (Request.connectionLost lets go
-        # of its channel): either way nobody is left to tell.
-        if failure.check(ConsumerGone) or request.finished or request.channel is None:
+        # of its channel): either way nobody is left to tell, but what
+        # failed after the answer (telling notifications) is logged.
+        if failure.check(ConsumerGone) or request.channel is None:
+            return
+        if request.finished:
+            log.failure("failed after the response was sent", failure)
             return
         if getattr(request, "startedWriting", False):
             # Too late for an error body: cut the response short so the
