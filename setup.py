@@ -20,7 +20,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["txregistry", "txregistry.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/txregistry_plugin.py"]},
+    package_data={"twisted": ["plugins/txregistry_plugin.py"], "txregistry.ui": ["static/*"]},
     install_requires=[
         "twisted>=23.10",
         "attrs>=23.1",

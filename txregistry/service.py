@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory, IReactorThreads, IReactorTime, IStreamServerEndpoint
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from txregistry.config import S3, Config, ConfigError, Filesystem, InMemory, Token
@@ -283,7 +283,8 @@ def site(
     given.
     """
     registry = registry if registry is not None else served(config)
-    root = RootResource(resource(config, registry, health, notifier))
+    api = resource(config, registry, health, notifier)
+    root = RootResource(api, uiOf(config, api.context, health) if config.ui.enabled else None)
     if config.proxy is not None and config.proxy.fleet is not None and config.http.secret is not None:
         from txregistry.proxy import PullThroughCache
         from txregistry.web import FleetResource
@@ -296,6 +297,38 @@ def site(
             )
     top = root if metrics is None else metrics.instrument(root)
     return _Site(top, config.log.accessLog, noisy=config.log.level in ("debug", "info"))
+
+
+def uiOf(config: Config, context: Context, health: HealthStatus | None) -> Resource:
+    """
+    The web UI (C{ui.enabled}), over the API's own context: its registry
+    and its guard.
+    """
+    # Imported here: an instance without the UI carries none of its modules.
+    from txregistry.ui import Shared, UIResource
+
+    clock = cast(IReactorTime, reactor)
+    debug = config.http.debug
+    metrics = None
+    if debug is not None and debug.metricsPath is not None:
+        metrics = f"{debug.listen}{debug.metricsPath} (the debug listener)"
+    cache = None
+    if config.proxy is not None:
+        from txregistry.proxy import PullThroughCache
+
+        if isinstance(context.registry, PullThroughCache):
+            cache = context.registry
+    return UIResource(
+        Shared(
+            context,
+            cache=cache,
+            storage=type(config.storage.backend).__name__.lower(),
+            health=health,
+            started=clock.seconds(),
+            now=clock.seconds,
+            metrics=metrics,
+        )
+    )
 
 
 class _CannotStart(SystemExit, Exception):

@@ -32,6 +32,7 @@ from txregistry.config.schema import (
     HTTP,
     S3,
     TLS,
+    UI,
     AccessRule,
     AccessRules,
     Config,
@@ -884,6 +885,11 @@ def _seconds(reader: _Reader, key: str, default: float) -> float:
     return seconds if seconds > 0 else default
 
 
+def _ui(reader: _Reader) -> UI:
+    reader.get("ui", dict)
+    return UI(enabled=reader.get("ui.enabled", bool, UI().enabled))
+
+
 def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> Config:
     """
     A configuration from the text of a C{config.yml} (C{None} for none at
@@ -922,6 +928,7 @@ def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> C
         access=_access(reader, auth),
         health=_health(reader),
         notifications=_notifications(reader),
+        ui=_ui(reader),
     )
     return attrs.evolve(config, warnings=tuple(reader.warning(key) for key in reader.unknown()))
 

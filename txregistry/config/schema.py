@@ -417,6 +417,17 @@ class NotificationEndpoint:
 
 
 @attrs.frozen
+class UI:
+    """
+    The built-in web UI, at C{/ui/}. Off unless asked for: registry:2
+    serves nothing outside C{/v2/}, and an instance that is a 128 MB job
+    should not carry the templates' modules it does not use.
+    """
+
+    enabled: bool = False
+
+
+@attrs.frozen
 class Config:
     storage: Storage = Storage()
     http: HTTP = HTTP()
@@ -429,5 +440,6 @@ class Config:
     health: Health = Health()
     #: Webhooks told of pushes, pulls, mounts and deletes.
     notifications: tuple[NotificationEndpoint, ...] = ()
+    ui: UI = UI()
     #: One line for each key given that is not supported (yet).
     warnings: tuple[str, ...] = ()

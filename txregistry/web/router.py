@@ -212,17 +212,22 @@ def _routed(endpoint: Resource) -> Resource:
 
 class RootResource(Resource):
     """
-    A site's root with the registry at C{/v2} and the OCI "not found" error
-    everywhere else.
+    A site's root with the registry at C{/v2}, the web UI (if given) at
+    C{/ui}, and the OCI "not found" error everywhere else.
     """
 
-    def __init__(self, registry: RegistryResource) -> None:
+    def __init__(self, registry: RegistryResource, ui: Resource | None = None) -> None:
         super().__init__()
         self.registry = registry
+        self.ui = ui
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"v2":
             return self.registry
+        if path == b"ui" and self.ui is not None:
+            # Its pages pass the registry's guard themselves; not the
+            # health gate, so that the status page can say what fails.
+            return self.ui
         self.registry._prepare(request)
         return self.registry.unhealthy() or notFound(
             request.path.decode("utf-8", "replace"), self.registry.context

@@ -1,0 +1,90 @@
+"""
+The repositories the viewer may pull, a page at a time, with a filter; for
+a pull-through cache, our own apart from the cached, with each one's
+upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.web.server import Request
+from twisted.web.template import Tag, tags
+
+from txregistry.auth import CATALOG, Access, Identity
+from txregistry.errors import RegistryError
+from txregistry.ui.layout import table
+from txregistry.ui.origin import upstreamOf
+from txregistry.ui.page import Page, pageLink
+from txregistry.web.context import query
+
+PAGE_SIZE = 50
+
+
+class RepositoriesPage(Page):
+    title = "Repositories"
+
+    def needs(self, request: Request) -> Sequence[Access]:
+        return (Access(CATALOG),)
+
+    async def content(self, request: Request, identity: Identity) -> Tag:
+        names = await self.shared.context.registry.catalog()
+        guard = self.shared.context.guard
+        if guard is not None:
+            # What the catalog shows the viewer: what it may pull.
+            names = [n for n in names if guard.policy.allows(identity, Access(CATALOG, n))]
+        wanted = query(request, "q") or ""
+        last = query(request, "last")
+        names = [n for n in names if wanted in n and (last is None or n > last)]
+        page = names[:PAGE_SIZE]
+        rows = await gatherResults([Deferred.fromCoroutine(self._row(name)) for name in page])
+        body = [_filterForm(wanted)]
+        if self.shared.cache is None:
+            body.append(_rows([row for _, row in rows], ["Repository", "Tags"]))
+        else:
+            own = [row for upstream, row in rows if upstream is None]
+            cached = [row for upstream, row in rows if upstream is not None]
+            body += [tags.h2("Own"), _rows(own, ["Repository", "Tags"])]
+            body += [tags.h2("Cached"), _rows(cached, ["Repository", "Tags", "Upstream"])]
+        if len(names) > len(page):
+            body.append(
+                tags.p(tags.a("Next page", href=pageLink("/ui/", q=wanted, last=page[-1]), rel="next"))
+            )
+        return tags.div(*body)
+
+    async def _row(self, name: str) -> tuple[str | None, Tag]:
+        link = tags.a(name, href=pageLink("/ui/repository", name=name))
+        cache = self.shared.cache
+        upstream = None if cache is None else await upstreamOf(cache, name)
+        if upstream is not None:
+            # Counting a cached repository's tags would ask its upstream.
+            return upstream, tags.tr(
+                tags.td(link), tags.td("\u2014"), tags.td(upstream), **{"data-name": name}
+            )
+        try:
+            count = str(len(await self.shared.context.registry.repository(name).tags()))
+        except RegistryError:
+            count = "\u2014"
+        return None, tags.tr(tags.td(link), tags.td(count, class_="number"), **{"data-name": name})
+
+
+def _filterForm(wanted: str) -> Tag:
+    return tags.form(
+        tags.input(
+            type="search",
+            name="q",
+            value=wanted,
+            placeholder="Filter repositories",
+            **{"data-filter": "repositories", "aria-label": "Filter repositories"},
+        ),
+        tags.button("Filter", type="submit"),
+        method="get",
+        action="/ui/",
+    )
+
+
+def _rows(rows: list[Tag], headings: list[str]) -> Tag:
+    if not rows:
+        return tags.p("None.", class_="empty")
+    return table(headings, rows, **{"data-filtered": "repositories"})
