@@ -21,7 +21,9 @@ PACKAGE = Path(txregistry.__file__).parent
 #: Under each package, the modules none of its modules may import (nor
 #: anything under them).
 FORBIDDEN = {
-    "txregistry.web": ("txregistry.proxy",),
+    "txregistry.web": ("txregistry.proxy", "txregistry.ui"),
+    # The UI reads through the registry contract, as the API does.
+    "txregistry.ui": ("txregistry.storage.layout", "txregistry.registry.registry"),
     "txregistry.proxy": ("txregistry.storage.layout", "txregistry.web"),
     "txregistry.storage": ("txregistry.registry", "txregistry.web", "txregistry.proxy"),
     "txregistry.registry": ("txregistry.web", "txregistry.proxy"),
