@@ -498,3 +498,19 @@ async def test_a_stopping_service_ends_its_run_at_the_next_step() -> None:
     assert said[-1] == "garbage collection stops: the service is stopping"
     # Let go of: another may take it at once.
     assert await driver.createExclusive(layout.GC_LEASE, b"")
+
+
+@pytest_twisted.ensureDeferred
+async def test_instances_on_one_store_collect_once_an_interval_between_them() -> None:
+    """
+    An instance started just after another has collected (a rolling
+    restart, a fleet on one bucket) does not collect again until the
+    interval has passed, by the store's record of the last run.
+    """
+    _, registry, _ = storeInMemory()
+    collectors = [GarbageCollector(registry, reactor, 0.001) for _ in range(2)]
+    for collector in collectors:
+        service = CollectionService(collector, 3600, reactor)
+        service.startService()
+        await service.stopService()
+    assert [collector.counters.runs for collector in collectors] == [1, 0]

@@ -177,6 +177,18 @@ class GarbageCollector:
             self._lease = None
             await lease.release()
 
+    async def due(self, interval: float, now: float) -> bool:
+        """
+        Whether a run is due at C{now}: no instance sharing the store has
+        finished one in the last C{interval} seconds (give or take a
+        hundredth, the job's own timing), by the store's dates.
+        """
+        try:
+            last = (await self.driver.stat(layout.GC_LAST_RUN)).modified
+        except PathNotFound:
+            return True
+        return now - last >= interval * 0.99
+
     async def _step(self) -> None:
         """
         Before each change to the store: stop if the lease is lost, and
@@ -229,6 +241,8 @@ class GarbageCollector:
                 kept.append(digest)
         if not self.dryRun:
             await self._forgetUses(set(stored) - set(swept), cutoff)
+            # When, for every instance sharing the store.
+            await self.driver.putContent(layout.GC_LAST_RUN, b"")
             self.counters.runs += 1
         return Sweep(len(marker.marked), swept, manifests, kept)
 
@@ -420,7 +434,6 @@ class CollectionService(Repeating):
         self._time = clock
         self._before = before
         self._gcInterval = interval
-        self._lastRun: float | None = None
         super().__init__(min(interval, everyBefore or interval), self._run, clock)
 
     def stopService(self) -> Deferred[None]:
@@ -434,11 +447,10 @@ class CollectionService(Repeating):
     async def _both(self) -> None:
         if self._before is not None:
             await self._before()
-        now = self._time.seconds()
-        # A tick early is due: the job runs every interval, give or take.
-        if self._lastRun is not None and now - self._lastRun < self._gcInterval * 0.99:
+        # By the store's record, so that instances sharing it (or started
+        # one after another) collect once an interval between them.
+        if not await self.collector.due(self._gcInterval, self._time.seconds()):
             return
-        self._lastRun = now
         sweep = await self.collector.run()
         if sweep is not None and sweep.blobs:
             log.info(

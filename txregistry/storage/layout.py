@@ -35,6 +35,7 @@ instance collecting, when each blob was last used, and the blobs a sweep
 has set aside before it looks at their use a last time:
 
     /docker/registry/v2/_gc/lease
+    /docker/registry/v2/_gc/lastrun
     /docker/registry/v2/_gc/uses/<alg>/<hex>
     /docker/registry/v2/_gc/hidden/<alg>/<hex>
     /docker/registry/v2/_gc/links/<alg>/<hex>
@@ -138,6 +139,7 @@ def proxyEntry(name: str, kind: str, digest: Digest) -> str:
 
 
 GC_LEASE = f"{ROOT}/_gc/lease"
+GC_LAST_RUN = f"{ROOT}/_gc/lastrun"
 GC_USES = f"{ROOT}/_gc/uses"
 GC_HIDDEN = f"{ROOT}/_gc/hidden"
 GC_HIDDEN_LINKS = f"{ROOT}/_gc/links"
