@@ -345,6 +345,19 @@ class ReferenceRegistry(ServerProcess):
         assert self.binary is not None
         return [self.binary, "serve", self.writeConfig()]
 
+    def writeConfig(self) -> str:
+        path = super().writeConfig()
+        with open(path) as f:
+            text = f.read()
+        # Its upload purger, walking S3 at start, panics on the keys
+        # SeaweedFS shows for a directory just emptied (a name ending in
+        # "/"); no test asks it to purge.
+        quiet = "storage:\n  maintenance:\n    uploadpurging:\n      enabled: false\n"
+        text = text.replace("storage:\n", quiet, 1)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
 
 def withQuery(location: str, **parameters: str) -> str:
     return location + ("&" if "?" in location else "?") + urlencode(parameters)

@@ -5,7 +5,10 @@ loopback (a blocking Playwright call would stop an in-process reactor),
 holding what the tests push. Every page is checked for what it renders,
 its script for what it does (filtering, copying), and its console for
 errors: a script the Content-Security-Policy refused, or one that failed.
-Each page's screenshot at 1280x800 is written to C{docs/}.
+Each page's screenshot is taken at 1280x800; with
+C{TXREGISTRY_SCREENSHOTS=docs} they are written to C{docs/} (what the
+README shows), else to a temporary directory, so that a test run leaves
+the tree as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -46,7 +50,7 @@ if shutil.which("chromium") is None:
 
 #: What the pull lines name: a fixed host keeps the screenshots alike.
 HOST = "registry.example"
-DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+SCREENSHOTS = os.environ.get("TXREGISTRY_SCREENSHOTS") or tempfile.mkdtemp(prefix="txregistry-ui-")
 VIEWPORT = {"width": 1280, "height": 800}
 TAGS = [f"t{i:04d}" for i in range(2000)]
 #: Each would set window.__xss, or open a dialog, if it ever ran.
@@ -232,7 +236,7 @@ class Viewer:
         return [r.get_attribute("data-name") or "" for r in self.page.locator("tbody tr:visible").all()]
 
     def screenshot(self, name: str) -> None:
-        self.page.screenshot(path=os.path.join(DOCS, f"ui-{name}.png"))
+        self.page.screenshot(path=os.path.join(SCREENSHOTS, f"ui-{name}.png"))
 
     def assertQuiet(self) -> None:
         assert self.errors == [] and self.dialogs == []
