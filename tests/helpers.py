@@ -359,6 +359,27 @@ class ReferenceRegistry(ServerProcess):
         return path
 
 
+def ociManifest(config: str, configSize: int, layers: list[tuple[str, int]]) -> bytes:
+    """
+    An OCI image manifest of a config and layers, each by digest and size.
+    """
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config,
+                "size": configSize,
+            },
+            "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}
+                for d, n in layers
+            ],
+        }
+    ).encode()
+
+
 def withQuery(location: str, **parameters: str) -> str:
     return location + ("&" if "?" in location else "?") + urlencode(parameters)
 

@@ -23,7 +23,7 @@ from twisted.internet.task import Clock, deferLater
 from zope.interface import directlyProvides, providedBy
 
 import txregistry
-from tests.helpers import OCI_MANIFEST, Client, ReferenceRegistry, SyncClient, serving, sha256
+from tests.helpers import OCI_MANIFEST, Client, ReferenceRegistry, SyncClient, ociManifest, serving, sha256
 from tests.s3server import SeaweedFS
 from txregistry.reference import Digest
 from txregistry.registry import CollectionService, GarbageCollector, Registry, UseRecord
@@ -180,24 +180,6 @@ def age(root: str, digest: str, seconds: float = 3600) -> None:
         if os.path.exists(path):
             then = time.time() - seconds
             os.utime(path, (then, then))
-
-
-def ociManifest(config: str, configSize: int, layers: list[tuple[str, int]]) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config,
-                "size": configSize,
-            },
-            "layers": [
-                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}
-                for d, n in layers
-            ],
-        }
-    ).encode()
 
 
 @pytest_twisted.ensureDeferred

@@ -27,7 +27,16 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 import txregistry
 from tests.conftest import configFor
-from tests.helpers import Client, ReferenceRegistry, RegistryProcess, freePort, serving, sha256, withQuery
+from tests.helpers import (
+    Client,
+    ReferenceRegistry,
+    RegistryProcess,
+    freePort,
+    ociManifest,
+    serving,
+    sha256,
+    withQuery,
+)
 from txregistry.config import ConfigError
 from txregistry.manifest import OCI_MANIFEST
 from txregistry.notifications import EVENTS_MEDIA_TYPE, Notifier, notifierOf
@@ -140,24 +149,7 @@ async def exercise(client: Client, layer: bytes) -> None:
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
     configDigest = await upload(client, "app/one", config)
     layerDigest = await upload(client, "app/one", layer)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": configDigest,
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layerDigest,
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
+    manifest = ociManifest(configDigest, len(config), [(layerDigest, len(layer))])
     digest = sha256(manifest)
     accept = {"Accept": OCI_MANIFEST}
     oci = {"Content-Type": OCI_MANIFEST}
