@@ -24,7 +24,7 @@ import pytest
 import pytest_twisted
 
 from tests.bigblobs import MiB, Pattern, RSSSampler, pushInChunks
-from tests.helpers import RegistryProcess, SyncClient
+from tests.helpers import RegistryProcess, SyncClient, ociManifest
 from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, SeaweedFS
 from txregistry.manifest import OCI_MANIFEST
 from txregistry.storage import FileChunk
@@ -93,36 +93,25 @@ def _pushImage(port: int, ca: str, name: str) -> set[str]:
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
     configDigest = "sha256:" + hashlib.sha256(config).hexdigest()
     _pushBlob(port, ca, name, len(config), iter([config]), configDigest)
-    descriptors = []
+    layers = []
     for size in LAYERS:
         layer = Pattern(size)
         _pushBlob(port, ca, name, size, layer.chunks(0, size), layer.digest)
-        descriptors.append(
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest, "size": size}
-        )
-    manifest: dict[str, object] = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": configDigest,
-            "size": len(config),
-        },
-        "layers": descriptors,
-    }
+        layers.append((layer.digest, size))
+    manifest = ociManifest(configDigest, len(config), layers)
     connection = _https(port, ca)
     try:
         connection.request(
             "PUT",
             f"/v2/{name}/manifests/latest",
-            json.dumps(manifest).encode(),
+            manifest,
             {"Content-Type": OCI_MANIFEST},
         )
         response = connection.getresponse()
         assert response.status == 201, response.read()
     finally:
         connection.close()
-    return {configDigest, *(str(layer["digest"]) for layer in descriptors)}
+    return {configDigest, *(digest for digest, _ in layers)}
 
 
 class CacheProcess(RegistryProcess):

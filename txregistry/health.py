@@ -19,10 +19,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from txregistry.config.schema import Config, ConfigError, FileCheck, HTTPCheck, TCPCheck
@@ -173,15 +174,20 @@ def healthChecks(config: Config, driver: IStorageDriver, reactor: Any) -> Health
 
 
 def _fileCheck(check: FileCheck, reactor: Any) -> Check:
-    def probe() -> Deferred[None]:
+    def stat() -> None:
         try:
             os.stat(check.file)
         except FileNotFoundError:
-            return succeed(None)
+            return
         except OSError as e:
-            return fail(OSError(f"{check.file}: {e.strerror}"))
+            raise OSError(f"{check.file}: {e.strerror}") from None
         # registry:2's way to take an instance out of rotation: make the file.
-        return fail(OSError("file exists"))
+        raise OSError("file exists")
+
+    def probe() -> Deferred[None]:
+        # In a thread: a file on a mount that hangs must not hang the
+        # registry with it, only fail its check.
+        return deferToThreadPool(reactor, reactor.getThreadPool(), stat)
 
     return Check(check.file, probe, check.interval.total_seconds(), check.threshold, reactor)
 

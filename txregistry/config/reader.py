@@ -56,6 +56,7 @@ from txregistry.config.schema import (
     UploadPurging,
     Upstream,
 )
+from txregistry.notifications.events import ACTIONS as EVENT_ACTIONS
 
 _DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
 _SUPPORTED_DRIVERS = ("filesystem", "inmemory", "s3")
@@ -808,9 +809,6 @@ _ENDPOINT_KEYS = (
     "ignore",
     "queuesize",
 )
-# What events say they did (txregistry.notifications.events.ACTIONS), written
-# here so that reading a configuration imports no more than it.
-_EVENT_ACTIONS = ("pull", "push", "mount", "delete")
 
 
 def _notifications(reader: _Reader) -> tuple[NotificationEndpoint, ...]:
@@ -849,8 +847,8 @@ def _endpoint(reader: _Reader, key: str) -> NotificationEndpoint:
     ignored.update(_strings(reader, f"{key}.ignore.mediatypes"))
     actions = _strings(reader, f"{key}.ignore.actions")
     for action in actions:
-        if action not in _EVENT_ACTIONS:
-            raise ConfigError(f"{key}.ignore.actions: {action!r} is not one of {', '.join(_EVENT_ACTIONS)}")
+        if action not in EVENT_ACTIONS:
+            raise ConfigError(f"{key}.ignore.actions: {action!r} is not one of {', '.join(EVENT_ACTIONS)}")
     for ignoring in reader.get(f"{key}.ignore", dict, {}):
         if ignoring not in ("mediatypes", "actions"):
             raise ConfigError(f"{key}.ignore.{ignoring}: unknown key (known: mediatypes, actions)")

@@ -199,11 +199,11 @@ class PeerClient:
         here; C{None} if that instance cannot be reached or has none.
         """
         url = f"{address}/_txregistry/fleet/blobs/{digest}"
-        headers = {"Authorization": authorization(self.secret, str(digest), self.reactor.seconds())}
+        signed = authorization(self.secret, str(digest), self.reactor.seconds())
         try:
             response: IResponse = await self.http.get(
                 url,
-                headers=Headers({k: [v] for k, v in headers.items()}),
+                headers=Headers({"Authorization": [signed]}),
                 unbuffered=True,
                 timeout=self.timeout,
                 reactor=self.reactor,

@@ -376,7 +376,8 @@ class _PartProducer:
     def _piece(self) -> bytes:
         segment = self._segments[self._index]
         if isinstance(segment, bytearray):
-            piece = bytes(segment[self._position : self._position + _SEND_SIZE])
+            # One copy, through a view: a slice of the bytearray would be another.
+            piece = bytes(memoryview(segment)[self._position : self._position + _SEND_SIZE])
             size = len(segment)
         else:
             want = min(_SEND_SIZE, segment.length - self._position)

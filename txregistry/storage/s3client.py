@@ -297,7 +297,6 @@ class S3Client:
         timeout: float = 60,
     ) -> None:
         self.endpoint = endpoint
-        self.region = region
         #: L{Credentials}, or botocore's from the AWS environment.
         self.credentials = credentials
         self.signer = Signer(region)

@@ -29,11 +29,7 @@ class RepositoriesPage(Page):
         return (Access(CATALOG),)
 
     async def content(self, request: Request, identity: Identity) -> Tag:
-        names = await self.shared.context.registry.catalog()
-        guard = self.shared.context.guard
-        if guard is not None:
-            # What the catalog shows the viewer: what it may pull.
-            names = [n for n in names if guard.policy.allows(identity, Access(CATALOG, n))]
+        names = await self.shared.context.catalog(identity)
         wanted = query(request, "q") or ""
         last = query(request, "last")
         names = [n for n in names if wanted in n and (last is None or n > last)]

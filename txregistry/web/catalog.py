@@ -18,11 +18,7 @@ class CatalogEndpoint(Endpoint):
     access = (Access(CATALOG),)
 
     async def get(self, request: Request) -> None:
-        names = await self.context.registry.catalog()
-        guard = self.context.guard
-        if guard is not None:
-            # Only what the caller may see: what it may pull, under rules.
-            names = [n for n in names if guard.policy.allows(self.identity, Access(CATALOG, n))]
+        names = await self.context.catalog(self.identity)
         page, headers = paginate(request, names, "/v2/_catalog", MAX_ENTRIES)
         writeJSON(request, 200, {"repositories": page}, headers=headers)
 

@@ -15,9 +15,9 @@ import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web.server import Request
 
-from txregistry.auth import Access, IAccessPolicy, IAuthenticator, Identity
+from txregistry.auth import CATALOG, Access, IAccessPolicy, IAuthenticator, Identity
 from txregistry.errors import RegistryError
-from txregistry.notifications.events import BLOB_MEDIA_TYPE, RequestRecord, Target
+from txregistry.notifications.events import BLOB_MEDIA_TYPE, DELETED, RequestRecord, Target
 from txregistry.notifications.interfaces import INotifier
 from txregistry.reference import Digest
 from txregistry.registry import IRegistry
@@ -58,6 +58,17 @@ class Context:
     relativeURLs: bool = False
     #: Where the events of successful requests go; C{None}: nowhere.
     notifier: INotifier | None = None
+
+    async def catalog(self, identity: Identity) -> list[str]:
+        """
+        The repositories C{identity} may see in the catalog: under access
+        rules, those it may pull.
+        """
+        names = await self.registry.catalog()
+        if self.guard is None:
+            return names
+        policy = self.guard.policy
+        return [n for n in names if policy.allows(identity, Access(CATALOG, n))]
 
     def url(self, request: Request, path: str) -> str:
         """
@@ -121,7 +132,7 @@ class Context:
         """
         if self.notifier is not None:
             target = Target(name, digest=None if digest is None else str(digest), tag=tag)
-            self.notifier.notify("delete", target, requestRecord(request), who.name)
+            self.notifier.notify(DELETED, target, requestRecord(request), who.name)
 
 
 def requestRecord(request: Request) -> RequestRecord:
