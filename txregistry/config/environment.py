@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 #: storage.* keys that configure the registry rather than name a driver.
 STORAGE_SETTINGS = ("delete", "maintenance", "cache", "redirect", "tag")
 # Sections that registry:2 also takes as a bare name (storage: inmemory,
@@ -17,6 +15,9 @@ _NAMED_KINDS = ("storage", "auth")
 
 
 def _overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
+    # As in the reader, imported where it is used, so it can be let go.
+    import yaml
+
     found = []
     for key, value in environ.items():
         if not key.startswith("REGISTRY_") or len(key) == len("REGISTRY_"):

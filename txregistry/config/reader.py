@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
-import yaml
 
 from txregistry.config.environment import STORAGE_SETTINGS, applyEnvironment
 from txregistry.config.grammar import (
@@ -56,7 +55,7 @@ from txregistry.config.schema import (
     UploadPurging,
     Upstream,
 )
-from txregistry.notifications.events import ACTIONS as EVENT_ACTIONS
+from txregistry.notifications.interfaces import ACTIONS as EVENT_ACTIONS
 
 _DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
 _SUPPORTED_DRIVERS = ("filesystem", "inmemory", "s3")
@@ -898,6 +897,10 @@ def parseConfig(text: str | None, environ: Mapping[str, str] | None = None) -> C
     if text is None:
         document: Any = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": DEFAULT_ROOT}}}
     else:
+        # Imported here, not at the top: txregistry serve lets PyYAML go
+        # once the configuration is read (txregistry.memory.usedOnce).
+        import yaml
+
         try:
             document = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -5,23 +5,18 @@ envelope they are sent in.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import datetime, timezone
 from typing import Any
+from uuid import uuid4
 
 import attrs
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.web.iweb import IRequest
 
 #: The envelope's media type, registry:2's (CNCF distribution 2.8).
 EVENTS_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
-
-#: What a blob is said to be: registry:2 keeps no media type for blobs.
-BLOB_MEDIA_TYPE = "application/octet-stream"
-
-PULLED = "pull"
-PUSHED = "push"
-MOUNTED = "mount"
-DELETED = "delete"
-ACTIONS = (PULLED, PUSHED, MOUNTED, DELETED)
 
 
 @attrs.frozen
@@ -67,6 +62,22 @@ class RequestRecord:
     host: str
     method: str
     userAgent: str
+
+    @classmethod
+    def of(cls, request: IRequest) -> RequestRecord:
+        """
+        What an event says of C{request}, as registry:2 says it: the
+        client's address is the first of C{X-Forwarded-For}, or
+        C{X-Real-Ip}, when that is an IP address, else the connection's
+        peer.
+        """
+        return cls(
+            id=getattr(request, "requestId", None) or str(uuid4()),
+            addr=_clientAddress(request),
+            host=request.getHeader("host") or "",
+            method=request.method.decode("ascii", "replace"),
+            userAgent=request.getHeader("user-agent") or "",
+        )
 
     def asJSON(self) -> dict[str, Any]:
         record: dict[str, Any] = {"id": self.id}
@@ -114,6 +125,22 @@ class Event:
             "actor": {"name": self.actor} if self.actor else {},
             "source": self.source.asJSON(),
         }
+
+
+def _clientAddress(request: IRequest) -> str:
+    forwarded = request.getHeader("x-forwarded-for")
+    for claimed in (forwarded.split(",")[0] if forwarded else None, request.getHeader("x-real-ip")):
+        if claimed is not None:
+            try:
+                return str(ipaddress.ip_address(claimed.strip()))
+            except ValueError:
+                pass
+    peer = request.getClientAddress()
+    if isinstance(peer, IPv6Address):
+        return f"[{peer.host}]:{peer.port}"
+    if isinstance(peer, IPv4Address):
+        return f"{peer.host}:{peer.port}"
+    return ""
 
 
 def timestamp(seconds: float) -> str:

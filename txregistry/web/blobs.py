@@ -10,7 +10,7 @@ import re
 from twisted.web.server import Request
 
 from txregistry.errors import RegistryError
-from txregistry.notifications.events import PULLED
+from txregistry.notifications.interfaces import PULLED
 from txregistry.reference import Digest
 from txregistry.storage.streams import streamTo
 from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeEmpty

@@ -6,19 +6,16 @@ where to tell what requests did.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote
-from uuid import uuid4
 
 import attrs
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web.server import Request
 
 from txregistry.auth import CATALOG, Access, IAccessPolicy, IAuthenticator, Identity
 from txregistry.errors import RegistryError
-from txregistry.notifications.events import BLOB_MEDIA_TYPE, DELETED, RequestRecord, Target
-from txregistry.notifications.interfaces import INotifier
+from txregistry.notifications.interfaces import BLOB_MEDIA_TYPE, DELETED, INotifier
 from txregistry.reference import Digest
 from txregistry.registry import IRegistry
 
@@ -102,8 +99,8 @@ class Context:
         """
         if self.notifier is not None:
             url = self.url(request, f"/v2/{name}/blobs/{digest}")
-            target = Target(name, BLOB_MEDIA_TYPE, size, str(digest), source, url)
-            self.notifier.notify(action, target, requestRecord(request), who.name)
+            target = {"size": size, "digest": str(digest), "fromRepository": source, "url": url}
+            self._tell(request, who, action, name, mediaType=BLOB_MEDIA_TYPE, **target)
 
     def notifyManifest(
         self,
@@ -121,8 +118,17 @@ class Context:
         """
         if self.notifier is not None:
             url = self.url(request, f"/v2/{name}/manifests/{digest}")
-            target = Target(name, mediaType, size, str(digest), url=url, tag=tag)
-            self.notifier.notify(action, target, requestRecord(request), who.name)
+            self._tell(
+                request,
+                who,
+                action,
+                name,
+                mediaType=mediaType,
+                size=size,
+                digest=str(digest),
+                url=url,
+                tag=tag,
+            )
 
     def notifyDeleted(
         self, request: Request, who: Identity, name: str, digest: Digest | None = None, tag: str | None = None
@@ -131,39 +137,15 @@ class Context:
         Tell of a manifest or blob (by C{digest}) or a tag deleted.
         """
         if self.notifier is not None:
-            target = Target(name, digest=None if digest is None else str(digest), tag=tag)
-            self.notifier.notify(DELETED, target, requestRecord(request), who.name)
+            self._tell(request, who, DELETED, name, digest=None if digest is None else str(digest), tag=tag)
 
+    def _tell(self, request: Request, who: Identity, action: str, name: str, **target: Any) -> None:
+        # The event types are imported with the first event, so only when
+        # notifications are configured: a registry without pays nothing.
+        from txregistry.notifications.events import RequestRecord, Target
 
-def requestRecord(request: Request) -> RequestRecord:
-    """
-    What an event says of the request that caused it, as registry:2 says
-    it: the client's address is the first of C{X-Forwarded-For}, or
-    C{X-Real-Ip}, when that is an IP address, else the connection's peer.
-    """
-    return RequestRecord(
-        id=getattr(request, "requestId", None) or str(uuid4()),
-        addr=_clientAddress(request),
-        host=request.getHeader("host") or "",
-        method=request.method.decode("ascii", "replace"),
-        userAgent=request.getHeader("user-agent") or "",
-    )
-
-
-def _clientAddress(request: Request) -> str:
-    forwarded = request.getHeader("x-forwarded-for")
-    for claimed in (forwarded.split(",")[0] if forwarded else None, request.getHeader("x-real-ip")):
-        if claimed is not None:
-            try:
-                return str(ipaddress.ip_address(claimed.strip()))
-            except ValueError:
-                pass
-    peer = request.getClientAddress()
-    if isinstance(peer, IPv6Address):
-        return f"[{peer.host}]:{peer.port}"
-    if isinstance(peer, IPv4Address):
-        return f"{peer.host}:{peer.port}"
-    return ""
+        assert self.notifier is not None
+        self.notifier.notify(action, Target(name, **target), RequestRecord.of(request), who.name)
 
 
 def parseInt(text: str | None, what: str, error: str = "PAGINATION_NUMBER_INVALID") -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.web.server import Request
 
 from txregistry.manifest import MAX_MANIFEST_SIZE
-from txregistry.notifications.events import PULLED, PUSHED
+from txregistry.notifications.interfaces import PULLED, PUSHED
 from txregistry.reference import Digest, looksLikeDigest
 from txregistry.web.request import bodyOf, readBody
 from txregistry.web.responses import RepositoryEndpoint, setHeaders, writeBody, writeEmpty

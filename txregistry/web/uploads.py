@@ -12,7 +12,7 @@ from twisted.web.server import Request
 
 from txregistry.auth import PUSH
 from txregistry.errors import RegistryError
-from txregistry.notifications.events import MOUNTED, PUSHED
+from txregistry.notifications.interfaces import MOUNTED, PUSHED
 from txregistry.reference import Digest, checkName
 from txregistry.registry import UploadStatus
 from txregistry.web.context import query
