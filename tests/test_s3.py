@@ -1,12 +1,14 @@
 """
 The S3 driver where S3 is not where it should be: an endpoint that
-redirects, a host name that does not resolve; and copies made of parts.
+redirects, a host name that does not resolve; copies made of parts; and
+how S3's XML answers are read.
 """
 
 import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from xml.parsers.expat import ExpatError
 
 import pytest
 import pytest_twisted
@@ -27,7 +29,7 @@ from txregistry.reference import Digest
 from txregistry.registry import Registry
 from txregistry.storage import PathNotFound, StorageUnavailable, layout
 from txregistry.storage.s3 import MultipartUpload, S3Driver
-from txregistry.storage.s3client import Endpoint, S3Client, S3Error
+from txregistry.storage.s3client import Endpoint, S3Client, S3Error, findAll, findText, parseXML
 
 CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
 
@@ -195,3 +197,35 @@ async def test_uploads_that_end_leave_no_multipart_upload(seaweedfs: SeaweedFS) 
         await failsWith(driver.stat(layout.upload("team/app", broken.uuid)), PathNotFound)
     finally:
         await client.close()
+
+
+def test_answers_read_with_or_without_a_namespace() -> None:
+    """
+    Elements are found by their names whether the server puts them in S3's
+    namespace or in none, and text that comes in pieces is whole.
+    """
+    for namespace in (' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', ""):
+        root = parseXML(
+            f"<ListBucketResult{namespace}><IsTruncated>false</IsTruncated>"
+            "<Contents><Key>a/b&amp;c</Key></Contents><Contents><Key>d</Key></Contents>"
+            "<CommonPrefixes><Prefix>e/</Prefix></CommonPrefixes></ListBucketResult>".encode()
+        )
+        assert root.tag == "ListBucketResult"
+        assert [findText(c, "Key") for c in findAll(root, "Contents")] == ["a/b&c", "d"]
+        assert findText(root, "CommonPrefixes/Prefix") == "e/"
+        assert findText(root, "NextContinuationToken") == ""
+
+
+def test_answers_with_a_document_type_are_refused() -> None:
+    """
+    S3 sends no document type: one that declares entities (a "billion
+    laughs") is refused, not expanded; what is not XML is refused too.
+    """
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        b"<Error><Code>&lol2;</Code></Error>"
+    )
+    for content in (laughs, b"", b"<Error><Code>", b"not xml"):
+        with pytest.raises(ExpatError):
+            parseXML(content)

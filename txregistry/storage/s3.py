@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import treq
@@ -52,10 +52,7 @@ from txregistry.storage.interfaces import (
     StorageUnavailable,
     checkPath,
 )
-from txregistry.storage.s3client import Payload, S3Client, S3Error, findAll, findText, parseXML
-
-if TYPE_CHECKING:
-    import xml.etree.ElementTree as ET
+from txregistry.storage.s3client import Payload, S3Client, S3Error, XMLElement, findAll, findText, parseXML
 
 log = logger(__name__)
 
@@ -202,7 +199,7 @@ class MultipartUpload:
         A new upload at C{key}, whose object will have C{headers}.
         """
         root = await client.requestXML("POST", key, query={"uploads": None}, headers=headers, retry=True)
-        return cls(client, key, findText(root, "{}UploadId"))
+        return cls(client, key, findText(root, "UploadId"))
 
     @classmethod
     async def latest(cls, client: S3Client, key: str) -> MultipartUpload | None:
@@ -212,9 +209,9 @@ class MultipartUpload:
         """
         root = await client.requestXML("GET", "", query={"uploads": None, "prefix": key})
         found = [
-            (findText(upload, "{}Initiated"), findText(upload, "{}UploadId"))
-            for upload in findAll(root, "{}Upload")
-            if findText(upload, "{}Key") == key
+            (findText(upload, "Initiated"), findText(upload, "UploadId"))
+            for upload in findAll(root, "Upload")
+            if findText(upload, "Key") == key
         ]
         return cls(client, key, max(found)[1]) if found else None
 
@@ -239,18 +236,18 @@ class MultipartUpload:
             root = await self.client.requestXML(
                 "GET", self.key, query={**self._query(), "part-number-marker": marker}
             )
-            for part in findAll(root, "{}Part"):
+            for part in findAll(root, "Part"):
                 parts.append(
                     Part(
-                        int(findText(part, "{}PartNumber")),
-                        findText(part, "{}ETag"),
-                        int(findText(part, "{}Size")),
+                        int(findText(part, "PartNumber")),
+                        findText(part, "ETag"),
+                        int(findText(part, "Size")),
                     )
                 )
-            if findText(root, "{}IsTruncated") != "true":
+            if findText(root, "IsTruncated") != "true":
                 self.parts = sorted(parts, key=lambda part: part.number)
                 return self.parts
-            marker = findText(root, "{}NextPartNumberMarker")
+            marker = findText(root, "NextPartNumberMarker")
 
     async def uploadPart(self, number: int, data: bytes | Payload) -> None:
         response = await self.client.request("PUT", self.key, query=self._query(number), body=data)
@@ -272,7 +269,7 @@ class MultipartUpload:
                 "x-amz-copy-source-range": f"bytes={start}-{end}",
             },
         )
-        self.parts.append(Part(number, findText(root, "{}ETag"), end - start + 1))
+        self.parts.append(Part(number, findText(root, "ETag"), end - start + 1))
 
     async def complete(self) -> None:
         """
@@ -293,7 +290,7 @@ class MultipartUpload:
         # S3 may answer 200 and still report an error in the body.
         if b"<Error>" in content:
             root = parseXML(content)
-            raise StorageUnavailable(f"S3 could not complete {self.key}: {root.findtext('Message')}")
+            raise StorageUnavailable(f"S3 could not complete {self.key}: {findText(root, 'Message')}")
 
     async def abort(self) -> None:
         await self.client.request("DELETE", self.key, query=self._query(), ok=(200, 204, 404))
@@ -783,7 +780,7 @@ class S3Driver:
 
     async def _listPage(
         self, prefix: str, token: str | None, delimiter: bool, limit: int | None = None
-    ) -> ET.Element:
+    ) -> XMLElement:
         size = str(limit or self.listPageSize)
         query: dict[str, str | None] = {"list-type": "2", "prefix": prefix, "max-keys": size}
         if delimiter:
@@ -800,12 +797,12 @@ class S3Driver:
         while True:
             root = await self._listPage(prefix, token, delimiter)
             yield _Page(
-                [findText(content, "{}Key") for content in findAll(root, "{}Contents")],
-                [findText(common, "{}Prefix") for common in findAll(root, "{}CommonPrefixes")],
+                [findText(content, "Key") for content in findAll(root, "Contents")],
+                [findText(common, "Prefix") for common in findAll(root, "CommonPrefixes")],
             )
-            if findText(root, "{}IsTruncated") != "true":
+            if findText(root, "IsTruncated") != "true":
                 return
-            token = findText(root, "{}NextContinuationToken")
+            token = findText(root, "NextContinuationToken")
 
     def stat(self, path: str) -> Deferred[FileInfo]:
         log.debug("s3 stat {path}", path=path)
@@ -815,10 +812,10 @@ class S3Driver:
             if info is not None:
                 return info
             root = await self._listPage(self.key(path).rstrip("/") + "/", None, False, 1)
-            contents = findAll(root, "{}Contents")
+            contents = findAll(root, "Contents")
             if not contents:
                 raise PathNotFound(path)
-            modified = _isoTime(findText(contents[0], "{}LastModified"))
+            modified = _isoTime(findText(contents[0], "LastModified"))
             return FileInfo(path, 0, True, modified)
 
         return ensureDeferred(stat())
@@ -848,7 +845,7 @@ class S3Driver:
             headers = {"x-amz-copy-source": sourceKey, **self.objectHeaders()}
             root = await self.client.requestXML("PUT", self.key(destination), headers=headers)
             if root.tag.endswith("Error"):
-                raise StorageUnavailable(f"S3 could not copy {source}: {root.findtext('Message')}")
+                raise StorageUnavailable(f"S3 could not copy {source}: {findText(root, 'Message')}")
             return
         upload = await MultipartUpload.start(self.client, self.key(destination), self.objectHeaders())
         limit = DeferredSemaphore(self.multipartCopyConcurrency)
@@ -948,9 +945,9 @@ class S3Driver:
         root = await self.client.requestXML(
             "POST", "", query={"delete": None}, body=payload, headers={"Content-MD5": md5}, retry=True
         )
-        errors = findAll(root, "{}Error")
+        errors = findAll(root, "Error")
         if errors:
-            raise StorageUnavailable(f"S3 could not delete {findText(errors[0], '{}Key')}")
+            raise StorageUnavailable(f"S3 could not delete {findText(errors[0], 'Key')}")
 
 
 def _escape(text: str) -> str:
