@@ -52,7 +52,7 @@ from txregistry.storage import IReader
 
 if TYPE_CHECKING:
     # The fleet's, imported when one is joined.
-    from txregistry.proxy.lease import Holder, Lease, Leases
+    from txregistry.registry.leases import Holder, Lease, Leases
     from txregistry.proxy.peer import PeerClient, PeerDownload
 
 log = logger(__name__)
@@ -593,7 +593,7 @@ class PullThroughCache:
         on each blob fetched, and stream those other instances hold leases
         on from them.
         """
-        from txregistry.proxy.lease import Leases
+        from txregistry.registry.leases import Leases
         from txregistry.proxy.peer import PeerClient
 
         lease = fleet.lease.total_seconds()
@@ -636,7 +636,7 @@ class PullThroughCache:
         """
         if self._leases is None or self._peers is None:
             return await self._fetch(route, digest)
-        from txregistry.proxy.lease import Holder, Lease
+        from txregistry.registry.leases import Holder, Lease
 
         # From the moment the lease may be in the store, peers that read it
         # and come asking wait here for the fetch to start, rather than be
