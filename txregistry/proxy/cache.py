@@ -42,6 +42,7 @@ from txregistry.registry import (
     BlobSource,
     IRegistry,
     IRepository,
+    Listing,
     ManifestSource,
     Registry,
     Repository,
@@ -145,6 +146,11 @@ class CachedRepository:
     async def tags(self) -> list[str]:
         return await self.cache.tags(self.route)
 
+    async def tagPage(self, after: str | None = None, limit: int | None = None) -> Listing:
+        # A page of the tag list the cache holds: no upstream request of
+        # its own.
+        return Listing.of(await self.cache.tags(self.route), after, limit)
+
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         # What is cached: the upstream's referrers API is not asked.
         return await self.cache.registry.referrers(self.name).of(subject, artifactType)
@@ -230,10 +236,10 @@ class PullThroughCache:
         """
         return OwnRepositories(OwnMarks(self.registry.driver, self.clock.seconds))
 
-    async def catalog(self) -> list[str]:
+    async def catalog(self, after: str | None = None, limit: int | None = None) -> Listing:
         # What is cached, and the repositories of our own: both are in the
         # store as any repository is.
-        return await self.registry.catalog()
+        return await self.registry.catalog(after, limit)
 
     # Which upstream, if any.
 

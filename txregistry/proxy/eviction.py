@@ -140,7 +140,7 @@ class Eviction:
         if self._own is None:
             if self.cache.config.default is None:
                 catalog = await self.registry.catalog()
-                self._own = [name for name in catalog if self.cache.route(name) is None]
+                self._own = [name for name in catalog.names if self.cache.route(name) is None]
             else:
                 self._own = await self.cache.own.marks.all()
         return self._own

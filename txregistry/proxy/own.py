@@ -12,7 +12,15 @@ from zope.interface import implementer
 from txregistry.logging import logger
 from txregistry.manifest import Descriptor, Manifest
 from txregistry.reference import Digest
-from txregistry.registry import BlobSource, IBody, IRepository, ManifestSource, Repository, UploadStatus
+from txregistry.registry import (
+    BlobSource,
+    IBody,
+    IRepository,
+    Listing,
+    ManifestSource,
+    Repository,
+    UploadStatus,
+)
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.owned import OwnMarks
 
@@ -100,6 +108,10 @@ class ClaimableRepository:
     async def tags(self) -> list[str]:
         tags: list[str] = await (await self._current()).tags()
         return tags
+
+    async def tagPage(self, after: str | None = None, limit: int | None = None) -> Listing:
+        page: Listing = await (await self._current()).tagPage(after, limit)
+        return page
 
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         found: list[Descriptor] = await (await self._current()).referrers(subject, artifactType)

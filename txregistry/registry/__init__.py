@@ -12,6 +12,7 @@ from txregistry.registry.interfaces import (
     IBody,
     IRegistry,
     IRepository,
+    Listing,
     ManifestSource,
     UploadStatus,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "IBody",
     "IRegistry",
     "IRepository",
+    "Listing",
     "ManifestSource",
     "PullRecord",
     "Registry",

@@ -72,6 +72,30 @@ class ManifestSource:
 
 
 @attrs.frozen
+class Listing:
+    """
+    A page of a listing (the catalog, a repository's tags): its names in the
+    listing's order, whether more follow, and how many the whole listing
+    has where that is known without reading more of it (a repository's
+    tags: one directory).
+    """
+
+    names: list[str]
+    more: bool
+    total: int | None = None
+
+    @classmethod
+    def of(cls, every: list[str], after: str | None = None, limit: int | None = None) -> Listing:
+        """
+        The page of C{every} (sorted) that follows C{after}, C{limit} names
+        at most.
+        """
+        following = every if not after else [name for name in every if name > after]
+        page = following if limit is None else following[:limit]
+        return cls(page, len(following) > len(page), len(every))
+
+
+@attrs.frozen
 class UploadStatus:
     uuid: str
     size: int
@@ -139,6 +163,13 @@ class IRepository(Interface):
         Every tag, sorted.
         """
 
+    def tagPage(after: str | None = None, limit: int | None = None) -> Awaitable[Listing]:
+        """
+        The tags after C{after} (every one if not given), sorted, C{limit}
+        at most, with how many there are in all. Only what the page holds
+        is read, beyond the one listing of the tags.
+        """
+
     def referrers(subject: Digest, artifactType: str | None) -> Awaitable[list[Descriptor]]:
         """
         The manifests that name C{subject} as theirs, filtered by
@@ -191,7 +222,11 @@ class IRegistry(Interface):
         ignores it.
         """
 
-    def catalog() -> Awaitable[list[str]]:
+    def catalog(after: str | None = None, limit: int | None = None) -> Awaitable[Listing]:
         """
-        The names of the repositories, sorted.
+        The names of the repositories after C{after} (every one if not
+        given), C{limit} at most, in registry:2's catalog order: compared a
+        path component at a time, so that C{a/b} comes between C{a} and
+        C{a-b}. A page costs storage in proportion to itself and the depth
+        of the names, never to the whole store.
         """

@@ -12,8 +12,8 @@ from txregistry.errors import RegistryError
 from txregistry.reference import Digest
 from txregistry.registry.blobs import BLOB_SIZE_CACHE_ENTRIES, Blobs
 from txregistry.registry.cache import ContentCache
-from txregistry.registry.catalog import repositories
-from txregistry.registry.interfaces import IRegistry
+from txregistry.registry.catalog import catalogPage
+from txregistry.registry.interfaces import IRegistry, Listing
 from txregistry.registry.links import deleteIfPresent, exists
 from txregistry.registry.manifests import MANIFEST_CACHE_BYTES, Manifests, StoredManifest
 from txregistry.registry.pulls import PullRecord
@@ -70,8 +70,8 @@ class Registry:
     def referrers(self, name: str) -> Referrers:
         return Referrers(self.driver, name, self.manifestCache)
 
-    async def catalog(self) -> list[str]:
-        return await repositories(self.driver)
+    async def catalog(self, after: str | None = None, limit: int | None = None) -> Listing:
+        return await catalogPage(self.driver, after, limit)
 
     def pullRecord(self, clock: Callable[[], float], every: Callable[[str], float]) -> PullRecord:
         """

@@ -12,7 +12,14 @@ from zope.interface import implementer
 from txregistry.errors import RegistryError
 from txregistry.manifest import Descriptor, Manifest
 from txregistry.reference import Digest
-from txregistry.registry.interfaces import BlobSource, IBody, IRepository, ManifestSource, UploadStatus
+from txregistry.registry.interfaces import (
+    BlobSource,
+    IBody,
+    IRepository,
+    Listing,
+    ManifestSource,
+    UploadStatus,
+)
 
 if TYPE_CHECKING:
     from txregistry.registry.registry import Registry
@@ -71,6 +78,9 @@ class Repository:
 
     async def tags(self) -> list[str]:
         return await self.registry.tags(self.name).all()
+
+    async def tagPage(self, after: str | None = None, limit: int | None = None) -> Listing:
+        return await self.registry.tags(self.name).page(after, limit)
 
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         return await self.registry.referrers(self.name).of(subject, artifactType)

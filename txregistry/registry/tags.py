@@ -8,6 +8,7 @@ import attrs
 
 from txregistry.errors import RegistryError
 from txregistry.reference import Digest
+from txregistry.registry.interfaces import Listing
 from txregistry.registry.links import deleteIfPresent, exists, readLink, writeLink
 from txregistry.storage import IStorageDriver, PathNotFound, layout
 
@@ -45,6 +46,13 @@ class Tags:
                 return []
             raise RegistryError.nameUnknown(self.name) from None
         return sorted(layout.basename(path) for path in paths)
+
+    async def page(self, after: str | None = None, limit: int | None = None) -> Listing:
+        """
+        The tags after C{after}, C{limit} at most, as L{all} finds them:
+        the tags are one directory, listed in one call.
+        """
+        return Listing.of(await self.all(), after, limit)
 
     async def pointingAt(self, digest: Digest) -> list[str]:
         found = []

@@ -29,11 +29,11 @@ class RepositoriesPage(Page):
         return (Access(CATALOG),)
 
     async def content(self, request: Request, identity: Identity) -> Tag:
-        names = await self.shared.context.catalog(identity)
         wanted = query(request, "q") or ""
-        last = query(request, "last")
-        names = [n for n in names if wanted in n and (last is None or n > last)]
-        page = names[:PAGE_SIZE]
+        listing = await self.shared.context.catalog(
+            identity, query(request, "last"), PAGE_SIZE, (lambda name: wanted in name) if wanted else None
+        )
+        page = listing.names
         rows = await gatherResults([Deferred.fromCoroutine(self._row(name)) for name in page])
         body = [_filterForm(wanted)]
         if self.shared.cache is None:
@@ -43,7 +43,7 @@ class RepositoriesPage(Page):
             cached = [row for upstream, row in rows if upstream is not None]
             body += [tags.h2("Own"), _rows(own, ["Repository", "Tags"])]
             body += [tags.h2("Cached"), _rows(cached, ["Repository", "Tags", "Upstream"])]
-        if len(names) > len(page):
+        if listing.more:
             body.append(
                 tags.p(tags.a("Next page", href=pageLink("/ui/", q=wanted, last=page[-1]), rel="next"))
             )

@@ -28,10 +28,8 @@ class RepositoryPage(PullPage):
     async def content(self, request: Request, identity: Identity) -> Tag:
         name = repositoryName(request)
         repository = self.shared.context.registry.repository(name)
-        every = await repository.tags()
-        last = query(request, "last")
-        following = every if last is None else [t for t in every if t > last]
-        page = following[:PAGE_SIZE]
+        listing = await repository.tagPage(query(request, "last"), PAGE_SIZE)
+        page = listing.names
         images = await gatherResults([Deferred.fromCoroutine(image(repository, tag)) for tag in page])
         host = pullHost(self.shared.context, request)
         rows = []
@@ -55,7 +53,7 @@ class RepositoryPage(PullPage):
                 )
             )
         body: list[Tag] = [
-            tags.p(tags.strong(name), f" \u2014 {len(every)} tags"),
+            tags.p(tags.strong(name), f" \u2014 {listing.total} tags"),
             tags.input(
                 type="search",
                 placeholder="Filter this page's tags",
@@ -65,7 +63,7 @@ class RepositoryPage(PullPage):
             if rows
             else tags.p("No tags.", class_="empty"),
         ]
-        if len(following) > len(page):
+        if listing.more:
             body.append(
                 tags.p(
                     tags.a("Next page", href=pageLink("/ui/repository", name=name, last=page[-1]), rel="next")

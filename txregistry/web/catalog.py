@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.web.server import Request
 
 from txregistry.auth import CATALOG, Access
-from txregistry.web.pagination import paginate
+from txregistry.web.pagination import pageAsked, pageHeaders
 from txregistry.web.responses import Endpoint, writeJSON
 
 #: registry:2's C{catalog.maxentries} default: the largest page served.
@@ -18,8 +18,9 @@ class CatalogEndpoint(Endpoint):
     access = (Access(CATALOG),)
 
     async def get(self, request: Request) -> None:
-        names = await self.context.catalog(self.identity)
-        page, headers = paginate(request, names, "/v2/_catalog", MAX_ENTRIES)
-        writeJSON(request, 200, {"repositories": page}, headers=headers)
+        n, last = pageAsked(request, MAX_ENTRIES)
+        page = await self.context.catalog(self.identity, last, n)
+        headers = pageHeaders("/v2/_catalog", n, page)
+        writeJSON(request, 200, {"repositories": page.names}, headers=headers)
 
     head = get

@@ -6,7 +6,7 @@ where to tell what requests did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +17,7 @@ from txregistry.auth import CATALOG, Access, IAccessPolicy, IAuthenticator, Iden
 from txregistry.errors import RegistryError
 from txregistry.notifications.interfaces import BLOB_MEDIA_TYPE, DELETED, INotifier
 from txregistry.reference import Digest
-from txregistry.registry import IRegistry
+from txregistry.registry import IRegistry, Listing
 
 
 @attrs.frozen
@@ -56,16 +56,37 @@ class Context:
     #: Where the events of successful requests go; C{None}: nowhere.
     notifier: INotifier | None = None
 
-    async def catalog(self, identity: Identity) -> list[str]:
+    async def catalog(
+        self,
+        identity: Identity,
+        after: str | None = None,
+        limit: int | None = None,
+        matching: Callable[[str], bool] | None = None,
+    ) -> Listing:
         """
-        The repositories C{identity} may see in the catalog: under access
-        rules, those it may pull.
+        The repositories C{identity} may see in the catalog (under access
+        rules, those it may pull) and C{matching} picks, a page as
+        L{IRegistry.catalog} gives one: the registry's pages are read, a
+        page's worth at a time, until this one is full and one more name
+        says whether more follow, or the catalog ends.
         """
-        names = await self.registry.catalog()
-        if self.guard is None:
-            return names
-        policy = self.guard.policy
-        return [n for n in names if policy.allows(identity, Access(CATALOG, n))]
+        policy = None if self.guard is None else self.guard.policy
+
+        def shown(name: str) -> bool:
+            if policy is not None and not policy.allows(identity, Access(CATALOG, name)):
+                return False
+            return matching is None or matching(name)
+
+        found: list[str] = []
+        while True:
+            page = await self.registry.catalog(after, None if limit is None else limit + 1)
+            for name in filter(shown, page.names):
+                if limit is not None and len(found) == limit:
+                    return Listing(found, more=True)
+                found.append(name)
+            if not page.more:
+                return Listing(found, more=False)
+            after = page.names[-1]
 
     def url(self, request: Request, path: str) -> str:
         """

@@ -9,27 +9,28 @@ from urllib.parse import urlencode
 
 from twisted.web.server import Request
 
+from txregistry.registry import Listing
 from txregistry.web.context import parseInt, query
 
 
-def paginate(
-    request: Request, items: list[str], path: str, limit: int | None = None
-) -> tuple[list[str], dict[str, str]]:
+def pageAsked(request: Request, limit: int | None = None) -> tuple[int | None, str | None]:
     """
-    The page of the sorted C{items} that C{request} asks for, and the headers
-    to send with it. C{limit} caps the page size (and is the size of a page
-    when the client gives none).
+    The page size (C{n}; C{None}: the whole listing) and the name it follows
+    (C{last}) that C{request} asks for. C{limit} caps the page size, and is
+    the size of a page when the client gives none.
     """
     n = parseInt(query(request, "n"), "n")
-    last = query(request, "last")
-    if last is not None:
-        items = [item for item in items if item > last]
     if limit is not None:
         n = limit if n is None else min(n, limit)
-    if n is None or len(items) <= n:
-        return items, {}
-    page = items[:n]
-    if not page:
-        return page, {}
-    link = f"{path}?{urlencode({'n': n, 'last': page[-1]})}"
-    return page, {"Link": f'<{link}>; rel="next"'}
+    return n, query(request, "last")
+
+
+def pageHeaders(path: str, n: int | None, page: Listing) -> dict[str, str]:
+    """
+    The headers to send with C{page} of C{n} names at most: a C{Link} to
+    the next page, when more follow.
+    """
+    if n is None or not page.more or not page.names:
+        return {}
+    link = f"{path}?{urlencode({'n': n, 'last': page.names[-1]})}"
+    return {"Link": f'<{link}>; rel="next"'}
