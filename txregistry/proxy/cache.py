@@ -45,6 +45,7 @@ from txregistry.registry import (
     ManifestSource,
     Registry,
     Repository,
+    RepositorySummary,
 )
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.owned import OwnMarks
@@ -148,6 +149,10 @@ class CachedRepository:
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         # What is cached: the upstream's referrers API is not asked.
         return await self.cache.registry.referrers(self.name).of(subject, artifactType)
+
+    async def summary(self) -> RepositorySummary:
+        # Nothing is pushed here: what the cache fetched is no push.
+        return RepositorySummary()
 
     async def _refused(self, *args: object) -> Any:
         self.checkWritable()

@@ -12,7 +12,15 @@ from zope.interface import implementer
 from txregistry.logging import logger
 from txregistry.manifest import Descriptor, Manifest
 from txregistry.reference import Digest
-from txregistry.registry import BlobSource, IBody, IRepository, ManifestSource, Repository, UploadStatus
+from txregistry.registry import (
+    BlobSource,
+    IBody,
+    IRepository,
+    ManifestSource,
+    Repository,
+    RepositorySummary,
+    UploadStatus,
+)
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.owned import OwnMarks
 
@@ -104,6 +112,10 @@ class ClaimableRepository:
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         found: list[Descriptor] = await (await self._current()).referrers(subject, artifactType)
         return found
+
+    async def summary(self) -> RepositorySummary:
+        summary: RepositorySummary = await (await self._current()).summary()
+        return summary
 
     async def uploadStatus(self, uuid: str) -> UploadStatus:
         status: UploadStatus = await (await self._current()).uploadStatus(uuid)

@@ -13,6 +13,7 @@ from txregistry.registry.interfaces import (
     IRegistry,
     IRepository,
     ManifestSource,
+    RepositorySummary,
     UploadStatus,
 )
 from txregistry.registry.pulls import Entry, PullRecord
@@ -45,6 +46,7 @@ __all__ = [
     "PullRecord",
     "Registry",
     "Repository",
+    "RepositorySummary",
     "Sweep",
     "UploadPurger",
     "UploadStatus",

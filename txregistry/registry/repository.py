@@ -12,7 +12,14 @@ from zope.interface import implementer
 from txregistry.errors import RegistryError
 from txregistry.manifest import Descriptor, Manifest
 from txregistry.reference import Digest
-from txregistry.registry.interfaces import BlobSource, IBody, IRepository, ManifestSource, UploadStatus
+from txregistry.registry.interfaces import (
+    BlobSource,
+    IBody,
+    IRepository,
+    ManifestSource,
+    RepositorySummary,
+    UploadStatus,
+)
 
 if TYPE_CHECKING:
     from txregistry.registry.registry import Registry
@@ -74,6 +81,9 @@ class Repository:
 
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         return await self.registry.referrers(self.name).of(subject, artifactType)
+
+    async def summary(self) -> RepositorySummary:
+        return await self.registry.manifests(self.name).summary()
 
     async def pushBlob(self, digest: Digest, body: IBody) -> int:
         self.checkWritable()
