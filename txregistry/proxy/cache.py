@@ -46,6 +46,7 @@ from txregistry.registry import (
     ManifestSource,
     Registry,
     Repository,
+    RepositorySummary,
 )
 from txregistry.registry.cache import ContentCache
 from txregistry.registry.owned import OwnMarks
@@ -53,8 +54,8 @@ from txregistry.storage import IReader
 
 if TYPE_CHECKING:
     # The fleet's, imported when one is joined.
-    from txregistry.registry.leases import Holder, Lease, Leases
     from txregistry.proxy.peer import PeerClient, PeerDownload
+    from txregistry.registry.leases import Holder, Lease, Leases
 
 log = logger(__name__)
 
@@ -154,6 +155,10 @@ class CachedRepository:
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         # What is cached: the upstream's referrers API is not asked.
         return await self.cache.registry.referrers(self.name).of(subject, artifactType)
+
+    async def summary(self) -> RepositorySummary:
+        # Nothing is pushed here: what the cache fetched is no push.
+        return RepositorySummary()
 
     async def _refused(self, *args: object) -> Any:
         self.checkWritable()
@@ -599,8 +604,8 @@ class PullThroughCache:
         on each blob fetched, and stream those other instances hold leases
         on from them.
         """
-        from txregistry.registry.leases import Leases
         from txregistry.proxy.peer import PeerClient
+        from txregistry.registry.leases import Leases
 
         lease = fleet.lease.total_seconds()
         self._leases = Leases(

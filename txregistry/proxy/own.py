@@ -19,6 +19,7 @@ from txregistry.registry import (
     Listing,
     ManifestSource,
     Repository,
+    RepositorySummary,
     UploadStatus,
 )
 from txregistry.registry.cache import ContentCache
@@ -116,6 +117,10 @@ class ClaimableRepository:
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         found: list[Descriptor] = await (await self._current()).referrers(subject, artifactType)
         return found
+
+    async def summary(self) -> RepositorySummary:
+        summary: RepositorySummary = await (await self._current()).summary()
+        return summary
 
     async def uploadStatus(self, uuid: str) -> UploadStatus:
         status: UploadStatus = await (await self._current()).uploadStatus(uuid)

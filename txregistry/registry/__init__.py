@@ -14,6 +14,7 @@ from txregistry.registry.interfaces import (
     IRepository,
     Listing,
     ManifestSource,
+    RepositorySummary,
     UploadStatus,
 )
 from txregistry.registry.pulls import Entry, PullRecord
@@ -47,6 +48,7 @@ __all__ = [
     "PullRecord",
     "Registry",
     "Repository",
+    "RepositorySummary",
     "Sweep",
     "UploadPurger",
     "UploadStatus",

@@ -96,6 +96,20 @@ class Listing:
 
 
 @attrs.frozen
+class RepositorySummary:
+    """
+    What a repository's last push left on record: when it was (seconds
+    since the epoch, by the store's clock) and the size of the distinct
+    blobs (layers, configs) the repository then held. Both are C{None}
+    where there is no record: a repository not pushed to since the record
+    was kept (or by registry:2), or a cache's.
+    """
+
+    lastPush: float | None = None
+    size: int | None = None
+
+
+@attrs.frozen
 class UploadStatus:
     uuid: str
     size: int
@@ -174,6 +188,12 @@ class IRepository(Interface):
         """
         The manifests that name C{subject} as theirs, filtered by
         C{artifactType} if given.
+        """
+
+    def summary() -> Awaitable[RepositorySummary]:
+        """
+        The record of the last push, read at a constant cost (never by
+        looking at each tag or blob) and changing nothing.
         """
 
     def pushBlob(digest: Digest, body: IBody) -> Awaitable[int]:

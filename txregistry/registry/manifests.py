@@ -1,17 +1,22 @@
 """
 Manifests of a repository: kept byte for byte in the blob store, linked as
-revisions, reached by digest or through tags.
+revisions, reached by digest or through tags; and the record of each
+push to a repository.
 """
 
 from __future__ import annotations
 
+import json
+
 import attrs
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 
 from txregistry.errors import RegistryError
 from txregistry.manifest import Manifest, isForeign, parseManifest, storedMediaType
 from txregistry.reference import Digest, checkTag, looksLikeDigest, lookupTag
 from txregistry.registry.blobs import Blobs
 from txregistry.registry.cache import ContentCache
+from txregistry.registry.interfaces import RepositorySummary
 from txregistry.registry.links import deleteIfPresent, exists, readLink, writeLink
 from txregistry.registry.tags import Tags
 from txregistry.registry.uses import UseRecord
@@ -27,6 +32,9 @@ class StoredManifest:
 
 #: Manifest contents kept in memory, by digest, for each registry.
 MANIFEST_CACHE_BYTES = 16 * 1024 * 1024
+
+#: Blob sizes looked up at once when a push totals its repository's.
+_SIZES_AT_ONCE = 16
 
 
 @attrs.frozen
@@ -112,7 +120,56 @@ class Manifests:
         manifest = parseManifest(content, contentType)
         await self._checkReferences(manifest)
         await self.store(digest, content, manifest, tag)
+        await self._recordPush()
         return manifest
+
+    async def _recordPush(self) -> None:
+        """
+        Record that the repository was pushed to (by the store's clock: the
+        record's modification time) and the size of the blobs it holds now,
+        so that neither costs more than the record to read. Pushes by every
+        instance on the store write the same record, and the last one's
+        total stands until the next push: blobs unlinked or collected
+        meanwhile still count.
+        """
+        size = await self._heldSize()
+        await self.driver.putContent(layout.lastPush(self.name), json.dumps({"size": size}).encode())
+
+    async def _heldSize(self) -> int:
+        """
+        The size of each blob the repository links, counted once.
+        """
+        blobs = Blobs(self.driver, self.name, self.blobSizes)
+        digests = await _linkedDigests(self.driver, self.name)
+        total = 0
+        for start in range(0, len(digests), _SIZES_AT_ONCE):
+            batch = digests[start : start + _SIZES_AT_ONCE]
+            try:
+                sizes = await gatherResults(
+                    [Deferred.fromCoroutine(_linkedSize(blobs, d)) for d in batch], consumeErrors=True
+                )
+            except FirstError as e:
+                e.subFailure.raiseException()
+            total += sum(sizes)
+        return total
+
+    async def summary(self) -> RepositorySummary:
+        """
+        What the last push recorded: two reads of one small file.
+        """
+        path = layout.lastPush(self.name)
+        try:
+            pushed = (await self.driver.stat(path)).modified
+            content = await self.driver.getContent(path)
+        except PathNotFound:
+            return RepositorySummary()
+        try:
+            size = json.loads(content)["size"]
+        except (ValueError, TypeError, KeyError):
+            size = None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            size = None
+        return RepositorySummary(pushed, size)
 
     async def store(self, digest: Digest, content: bytes, manifest: Manifest | None, tag: str | None) -> None:
         """
@@ -158,3 +215,34 @@ class Manifests:
             )
         await deleteIfPresent(self.driver, layout.revisionLink(self.name, stored.digest))
         return untagged
+
+
+async def _linkedDigests(driver: IStorageDriver, name: str) -> list[Digest]:
+    """
+    The digests of repository C{name}'s layer directories; a directory
+    whose link is gone may be among them.
+    """
+    found = []
+    try:
+        algorithms = await driver.list(layout.layers(name))
+    except PathNotFound:
+        return []
+    for algorithm in algorithms:
+        try:
+            entries = await driver.list(algorithm)
+        except PathNotFound:
+            continue
+        for entry in entries:
+            try:
+                found.append(Digest.parse(f"{layout.basename(algorithm)}:{layout.basename(entry)}"))
+            except RegistryError:
+                continue
+    return found
+
+
+async def _linkedSize(blobs: Blobs, digest: Digest) -> int:
+    try:
+        return await blobs.size(digest)
+    except RegistryError:
+        # Unlinked, or its content collected: the repository holds none of it.
+        return 0

@@ -18,6 +18,7 @@ from txregistry.registry.interfaces import (
     IRepository,
     Listing,
     ManifestSource,
+    RepositorySummary,
     UploadStatus,
 )
 
@@ -84,6 +85,9 @@ class Repository:
 
     async def referrers(self, subject: Digest, artifactType: str | None) -> list[Descriptor]:
         return await self.registry.referrers(self.name).of(subject, artifactType)
+
+    async def summary(self) -> RepositorySummary:
+        return await self.registry.manifests(self.name).summary()
 
     async def pushBlob(self, digest: Digest, body: IBody) -> int:
         self.checkWritable()

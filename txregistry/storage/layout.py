@@ -15,6 +15,13 @@ it does not look:
 
     /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>/link
 
+So is the record of a repository's last push (when: the file's
+modification time; the size of the blobs it then held: the content), in a
+directory, as registry:2's walk of the repositories stops looking at a
+directory's entries at the first file named with a leading C{_}:
+
+    /docker/registry/v2/repositories/<name>/_summary/lastpush
+
 So is what the pull-through cache knows of when content was last pulled,
 for eviction, by repository and kind (C{_blobs} or C{_manifests}):
 
@@ -63,6 +70,10 @@ def blobData(digest: Digest) -> str:
 
 def layerLink(name: str, digest: Digest) -> str:
     return f"{REPOSITORIES}/{name}/_layers/{digest.algorithm}/{digest.hex}/link"
+
+
+def layers(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_layers"
 
 
 def manifests(name: str) -> str:
@@ -115,6 +126,10 @@ def referrerLink(name: str, subject: Digest, referrer: Digest) -> str:
 
 def repository(name: str) -> str:
     return f"{REPOSITORIES}/{name}"
+
+
+def lastPush(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_summary/lastpush"
 
 
 PROXY_REPOSITORIES = f"{ROOT}/_proxy/repositories"

@@ -4,6 +4,7 @@ Values as the pages show them: sizes, dates, digests, platforms.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 
@@ -31,6 +32,16 @@ def date(value: Any) -> str:
     if not isinstance(value, str) or not value:
         return "\u2014"
     return value[:19].replace("T", " ")
+
+
+def timestamp(seconds: float | None) -> str:
+    """
+    A time in seconds since the epoch, in UTC to the second, as L{date}
+    shows a config's.
+    """
+    if seconds is None:
+        return "\u2014"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def platform(value: Any) -> str:

@@ -14,6 +14,8 @@ from twisted.web.template import Tag, tags
 
 from txregistry.auth import CATALOG, Access, Identity
 from txregistry.errors import RegistryError
+from txregistry.registry import RepositorySummary
+from txregistry.ui import format
 from txregistry.ui.layout import table
 from txregistry.ui.origin import upstreamOf
 from txregistry.ui.page import Page, pageLink
@@ -53,16 +55,31 @@ class RepositoriesPage(Page):
         link = tags.a(name, href=pageLink("/ui/repository", name=name))
         cache = self.shared.cache
         upstream = None if cache is None else await upstreamOf(cache, name)
+        repository = self.shared.context.registry.repository(name)
+        summary = _summaryCells(await repository.summary())
         if upstream is not None:
             # Counting a cached repository's tags would ask its upstream.
             return upstream, tags.tr(
-                tags.td(link), tags.td("\u2014"), tags.td(upstream), **{"data-name": name}
+                tags.td(link), tags.td("\u2014"), tags.td(upstream), *summary, **{"data-name": name}
             )
         try:
-            count = str(len(await self.shared.context.registry.repository(name).tags()))
+            count = str(len(await repository.tags()))
         except RegistryError:
             count = "\u2014"
-        return None, tags.tr(tags.td(link), tags.td(count, class_="number"), **{"data-name": name})
+        return None, tags.tr(tags.td(link), tags.td(count, class_="number"), *summary, **{"data-name": name})
+
+
+#: The columns every table of repositories ends with, from L{_summaryCells}.
+SUMMARY_HEADINGS = ["Last push (UTC)", "Size"]
+
+_SIZE_MEANS = "the blobs (layers and configs) the repository held at its last push, each counted once"
+
+
+def _summaryCells(summary: RepositorySummary) -> list[Tag]:
+    return [
+        tags.td(format.timestamp(summary.lastPush)),
+        tags.td(format.size(summary.size), class_="number", title=_SIZE_MEANS),
+    ]
 
 
 def _filterForm(wanted: str) -> Tag:
@@ -83,4 +100,4 @@ def _filterForm(wanted: str) -> Tag:
 def _rows(rows: list[Tag], headings: list[str]) -> Tag:
     if not rows:
         return tags.p("None.", class_="empty")
-    return table(headings, rows, **{"data-filtered": "repositories"})
+    return table([*headings, *SUMMARY_HEADINGS], rows, **{"data-filtered": "repositories"})
