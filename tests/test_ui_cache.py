@@ -8,11 +8,14 @@ records) or asks an upstream; and the UI's icon is served.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 from typing import Any
 
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from tests.helpers import Client, sha256
 from tests.proxy import proxyConfig, proxyRegistry, upstreamRegistry
@@ -20,6 +23,8 @@ from tests.test_proxy import wallClock
 from txregistry.proxy import Eviction
 
 UI = "ui:\n  enabled: true\n"
+#: Garbage collection on, with pulls recorded every quarter of a second.
+GC = "  maintenance:\n    gc:\n      enabled: true\n      graceperiod: 1s\n"
 HOUR = 3600
 
 
@@ -107,3 +112,59 @@ async def test_the_cache_page_shows_what_eviction_removes_next(tmp_path: Any) ->
                 ("manifest", "team/new", newDigest),
                 ("blob", "team/new", sha256(new)),
             ]
+
+
+def files(root: str) -> dict[str, tuple[int, int]]:
+    """
+    Every file below C{root}, with its size and modification time.
+    """
+    found = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            info = os.stat(path)
+            found[os.path.relpath(path, root)] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+@pytest_twisted.ensureDeferred
+async def test_viewing_pages_writes_nothing_and_asks_no_upstream(tmp_path: Any) -> None:
+    async with upstreamRegistry(str(tmp_path / "upstream")) as upstream:
+        cachedManifest, cachedDigest = await upstream.client.pushImage("library/app", "v1", [b"x" * 5000])
+        cachedConfig = json.loads(cachedManifest)["config"]["digest"]
+        root = str(tmp_path / "proxy")
+        clock = wallClock()
+        config = GC + proxyConfig(upstream.url, "  allowpush: true\n") + UI
+        async with proxyRegistry(root, upstream.url, config=config, clock=clock) as proxy:
+            client = proxy.client
+            for path in ("/v2/library/app/manifests/v1", f"/v2/library/app/blobs/{cachedConfig}"):
+                assert (await client.request("GET", path)).code == 200
+            await proxy.cache.settled()
+            _, ownDigest = await client.pushImage("mine/tool", "v1", [b"mine"])
+            # Past when a pull would be recorded again (uses, pull records)
+            # and a tag revalidated upstream.
+            clock.advance(2 * HOUR)
+            await deferLater(reactor, 0.3, lambda: None)
+            upstream.counting.seen.clear()
+            before, counted = files(root), dict(proxy.cache.metrics.requests)
+            useOfOwn = os.path.join("docker", "registry", "v2", "_gc", "uses", "sha256", ownDigest[7:])
+            assert useOfOwn in before
+            for name, digest in (("mine/tool", ownDigest), ("library/app", cachedDigest)):
+                for path in (
+                    f"/ui/repository?name={name}",
+                    f"/ui/image?name={name}&reference=v1",
+                    f"/ui/image?name={name}&reference={digest}",
+                ):
+                    await page(client, path)
+            shown = await page(client, "/ui/image?name=library/app&reference=v1")
+            assert "linux/amd64" in shown and cachedDigest in shown
+            for path in ("/ui/", "/ui/cache", "/ui/status"):
+                await page(client, path)
+            await proxy.cache.settled()
+            assert files(root) == before
+            assert sum(upstream.counting.seen.values()) == 0
+            # Nor are page views counted among the cache's requests.
+            assert dict(proxy.cache.metrics.requests) == counted
+            # Requests to the API record their pulls: the check above can fail.
+            assert (await client.request("GET", "/v2/mine/tool/manifests/v1")).code == 200
+            assert files(root)[useOfOwn] != before[useOfOwn]

@@ -5,6 +5,7 @@ site, the endpoints it listens on and its background jobs.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -301,8 +302,9 @@ def site(
 
 def uiOf(config: Config, context: Context, health: HealthStatus | None) -> Resource:
     """
-    The web UI (C{ui.enabled}), over the API's own context: its registry
-    and its guard.
+    The web UI (C{ui.enabled}), over the API's own context: its guard, and
+    its registry (for a cache, the store under it) without the record of
+    uses.
     """
     # Imported here: an instance without the UI carries none of its modules.
     from txregistry.ui import Shared, UIResource
@@ -312,15 +314,22 @@ def uiOf(config: Config, context: Context, health: HealthStatus | None) -> Resou
     metrics = None
     if debug is not None and debug.metricsPath is not None:
         metrics = f"{debug.listen}{debug.metricsPath} (the debug listener)"
-    cache = None
+    cache, store = None, context.registry
     if config.proxy is not None:
         from txregistry.proxy import PullThroughCache
 
         if isinstance(context.registry, PullThroughCache):
-            cache = context.registry
+            cache, store = context.registry, context.registry.registry
+    if isinstance(store, Registry):
+        # The same store, caches and contract, but a page view is no pull:
+        # it records no use for garbage collection and, of a cached
+        # repository, shows what is cached, asking no upstream and moving
+        # no eviction.
+        store = copy.copy(store)
+        store.uses = None
     return UIResource(
         Shared(
-            context,
+            attrs.evolve(context, registry=store),
             cache=cache,
             storage=type(config.storage.backend).__name__.lower(),
             health=health,
