@@ -17,7 +17,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from tests.helpers import Client, sha256
+from tests.conftest import configFor
+from tests.helpers import Client, serving, sha256
 from tests.proxy import proxyConfig, proxyRegistry, upstreamRegistry
 from tests.test_proxy import wallClock
 from txregistry.proxy import Eviction
@@ -168,3 +169,17 @@ async def test_viewing_pages_writes_nothing_and_asks_no_upstream(tmp_path: Any) 
             # Requests to the API record their pulls: the check above can fail.
             assert (await client.request("GET", "/v2/mine/tool/manifests/v1")).code == 200
             assert files(root)[useOfOwn] != before[useOfOwn]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_icon(tmp_path: Any) -> None:
+    async with serving(configFor(str(tmp_path / "ui"), extra=UI)) as client:
+        icon = await client.request("GET", "/ui/static/favicon.svg")
+        assert icon.code == 200 and icon.header("content-type") == "image/svg+xml"
+        assert icon.body.startswith(b"<svg ") and len(icon.body) < 1000
+        assert "default-src 'none'" in (icon.header("content-security-policy") or "")
+        assert icon.header("x-content-type-options") == "nosniff"
+        asked = await client.request("GET", "/favicon.ico")
+        assert (asked.code, asked.header("location")) == (302, "/ui/static/favicon.svg")
+    async with serving(configFor(str(tmp_path / "plain"))) as client:
+        assert (await client.request("GET", "/favicon.ico")).code == 404
