@@ -212,9 +212,8 @@ class Viewer:
         self.page.on("dialog", self._dialog)
 
     def _console(self, message: Any) -> None:
-        # Chromium asks every site for /favicon.ico by itself; the UI names
-        # no icon, and outside /v2/ and /ui/ there is none.
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+        # Every error counts: the UI names its icon, so none is missing.
+        if message.type == "error":
             self.errors.append(f"{message.text} ({message.location.get('url')})")
 
     def _dialog(self, dialog: Any) -> None:

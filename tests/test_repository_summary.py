@@ -231,7 +231,7 @@ async def test_cached_and_own_repositories_of_a_cache(tmp_path: Any) -> None:
             await proxy.cache.settled()
             await pushImage(client, "mine/tool", "v1", [b"{}", b"mine"])
             _, rows = await repositories(client)
-    # Fetching from upstream is no push.
-    assert rows["library/app"][1:] == [NONE, upstream.url, NONE, NONE]
+    # Fetching from upstream is no push; its tag cached counts.
+    assert rows["library/app"][1:] == ["1", upstream.url, NONE, NONE]
     assert rows["mine/tool"][1] == "1" and rows["mine/tool"][2] != NONE
     assert rows["mine/tool"][3] == "6 B"

@@ -431,8 +431,12 @@ async def test_cache_pages(tmp_path: Any) -> None:
             for _ in range(2):
                 manifest = await client.request("GET", "/v2/library/app/manifests/v1")
                 assert manifest.code == 200
-                layer = json.loads(manifest.body)["layers"][0]["digest"]
-                assert (await client.request("GET", f"/v2/library/app/blobs/{layer}")).code == 200
+                # The UI shows what is cached: the config too, for the platform.
+                document = json.loads(manifest.body)
+                for blob in (document["layers"][0], document["config"]):
+                    assert (
+                        await client.request("GET", f"/v2/library/app/blobs/{blob['digest']}")
+                    ).code == 200
             await proxy.cache.settled()
             await pushImage(client, "mine/tool", "v1", platformConfig("linux", "amd64"), [b"mine"])
             shown = text(await page(client, "/ui/"))

@@ -301,8 +301,9 @@ def site(
 
 def uiOf(config: Config, context: Context, health: HealthStatus | None) -> Resource:
     """
-    The web UI (C{ui.enabled}), over the API's own context: its registry
-    and its guard.
+    The web UI (C{ui.enabled}), over the API's own context: its guard, and
+    its registry (for a cache, the store under it) without the record of
+    uses.
     """
     # Imported here: an instance without the UI carries none of its modules.
     from txregistry.ui import Shared, UIResource
@@ -312,15 +313,20 @@ def uiOf(config: Config, context: Context, health: HealthStatus | None) -> Resou
     metrics = None
     if debug is not None and debug.metricsPath is not None:
         metrics = f"{debug.listen}{debug.metricsPath} (the debug listener)"
-    cache = None
+    cache, store = None, context.registry
     if config.proxy is not None:
         from txregistry.proxy import PullThroughCache
 
         if isinstance(context.registry, PullThroughCache):
-            cache = context.registry
+            cache, store = context.registry, context.registry.registry
+    if isinstance(store, Registry):
+        # A page view is no pull: it records no use for garbage collection
+        # and, of a cached repository, shows what is cached, asking no
+        # upstream and moving no eviction.
+        store = store.viewer()
     return UIResource(
         Shared(
-            context,
+            attrs.evolve(context, registry=store),
             cache=cache,
             storage=type(config.storage.backend).__name__.lower(),
             health=health,

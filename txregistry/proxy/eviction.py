@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import attrs
 from twisted.internet.defer import Deferred
 
 from txregistry.errors import RegistryError
@@ -22,6 +23,35 @@ from txregistry.registry import Entry
 from txregistry.services import Repeating
 
 log = logger(__name__)
+
+
+#: Why an entry goes: not pulled for its upstream's ttl; among the least
+#: recently pulled blobs past C{proxy.maxsize}; or, not due yet, once its
+#: ttl expires.
+TTL, MAXSIZE, EXPIRES = "ttl", "maxsize", "expires"
+
+
+@attrs.frozen
+class Removal:
+    """
+    An entry of the pull record that eviction removes, C{why}, and when:
+    the time its ttl expired or expires (C{EXPIRES}: unless it is pulled
+    before), or for C{MAXSIZE} the time of the pass.
+    """
+
+    entry: Entry
+    why: str
+    at: float
+
+
+@attrs.frozen
+class _Plan:
+    #: What a pass removes now, in order.
+    removals: list[Removal]
+    #: The rest, by when their ttl lets them go.
+    later: list[Removal]
+    #: The size of the blobs kept.
+    cachedBytes: int
 
 
 class Eviction:
@@ -36,64 +66,90 @@ class Eviction:
         One pass; the number of blobs and manifests removed.
         """
         now = self.cache.clock.seconds()
+        entries, ours = await self._entries()
+        for entry in ours:
+            # Pulled as it became ours: content of ours now, never evicted.
+            await self.cache.record.remove(entry)
+        self._holders = Counter(e.digest for e in entries)
+        plan = await self._plan(entries, now)
+        for removal in plan.removals:
+            await self._remove(removal.entry)
+        self.cache.metrics.cachedBytes = plan.cachedBytes
+        return len(plan.removals)
+
+    async def upcoming(self, limit: int) -> list[Removal]:
+        """
+        What passes would remove next, C{limit} at most: what is due now,
+        in the order a pass removes it, then the rest by when its ttl
+        expires. Reads what a pass reads; changes nothing.
+        """
+        entries, _ = await self._entries()
+        plan = await self._plan(entries, self.cache.clock.seconds())
+        return (plan.removals + plan.later)[:limit]
+
+    async def _entries(self) -> tuple[list[Entry], list[Entry]]:
+        """
+        The pull record's entries: those eviction may remove, and those of
+        repositories of our own.
+        """
         self._own = None
         own = set(await self._ownRepositories())
-        entries = []
+        entries: list[Entry] = []
+        ours: list[Entry] = []
         for entry in await self.cache.record.entries():
-            if entry.name in own:
-                # Pulled as it became ours: content of ours now, never evicted.
-                await self.cache.record.remove(entry)
-            else:
-                entries.append(entry)
-        self._holders = Counter(e.digest for e in entries)
+            (ours if entry.name in own else entries).append(entry)
+        return entries, ours
+
+    async def _plan(self, entries: list[Entry], now: float) -> _Plan:
+        """
+        What goes, and what after: the one place eviction's rules are.
+        """
+        expires = {e: e.pulled + self.cache.ttl(e.name) for e in entries}
+        removals: list[Removal] = []
         live: list[Entry] = []
-        removed = 0
-        for entry in entries:
-            if entry.kind == "manifests" and now - entry.pulled > self.cache.ttl(entry.name):
-                await self._removeManifest(entry)
-                removed += 1
+        for entry in sorted(entries, key=lambda e: e.pulled):
+            if entry.kind == "manifests" and now > expires[entry]:
+                removals.append(Removal(entry, TTL, expires[entry]))
             else:
                 live.append(entry)
-        referenced = await self._referenced([e for e in live if e.kind == "manifests"])
+        # A blob a cached manifest references stays while the manifest does.
+        referenced = await self._referenced([e for e in live if e.kind == "manifests"], expires)
         blobs: dict[Digest, list[Entry]] = defaultdict(list)
         for entry in live:
             if entry.kind == "blobs":
                 blobs[entry.digest].append(entry)
         for digest, holders in list(blobs.items()):
-            expired = [e for e in holders if now - e.pulled > self.cache.ttl(e.name)]
+            expired = [e for e in holders if now > expires[e]]
             if digest in referenced or not expired:
                 continue
-            for entry in expired:
-                await self._unlinkBlob(entry)
-                holders.remove(entry)
-                removed += 1
+            removals += [Removal(e, TTL, expires[e]) for e in expired]
+            holders[:] = [e for e in holders if e not in expired]
             if not holders:
                 del blobs[digest]
-                await self._deleteContent(digest, expired[0].size)
-        removed += await self._cap(blobs)
-        return removed
-
-    async def _cap(self, blobs: dict[Digest, list[Entry]]) -> int:
         total = sum(holders[0].size for holders in blobs.values())
         limit = self.cache.config.maxSize
-        if limit is None:
-            self.cache.metrics.cachedBytes = total
-            return 0
-        removed = 0
-        oldestFirst = sorted(blobs.items(), key=lambda item: max(e.pulled for e in item[1]))
-        for digest, holders in oldestFirst:
-            if total <= limit:
-                break
-            for entry in holders:
-                await self._unlinkBlob(entry)
-                removed += 1
-            await self._deleteContent(digest, holders[0].size)
-            total -= holders[0].size
-        self.cache.metrics.cachedBytes = total
-        return removed
+        if limit is not None:
+            oldestFirst = sorted(blobs.items(), key=lambda item: max(e.pulled for e in item[1]))
+            for digest, holders in oldestFirst:
+                if total <= limit:
+                    break
+                removals += [Removal(e, MAXSIZE, now) for e in holders]
+                total -= holders[0].size
+                del blobs[digest]
+        later = [Removal(e, EXPIRES, expires[e]) for e in live if e.kind == "manifests"]
+        later += [
+            Removal(e, EXPIRES, max(expires[e], referenced.get(e.digest, 0.0)))
+            for holders in blobs.values()
+            for e in holders
+        ]
+        return _Plan(removals, sorted(later, key=lambda r: r.at), total)
 
-    async def _referenced(self, manifests: list[Entry]) -> set[Digest]:
-        found: set[Digest] = set()
+    async def _referenced(self, manifests: list[Entry], expires: dict[Entry, float]) -> dict[Digest, float]:
+        """
+        The blobs C{manifests} reference, each with when the last of the
+        manifests referencing it expires.
+        """
+        found: dict[Digest, float] = {}
         for entry in manifests:
             content = await self.registry.manifestContent(entry.digest)
             if content is None:
@@ -102,35 +158,30 @@ class Eviction:
                 manifest = parseManifest(content)
             except RegistryError:
                 continue
-            found.update(d.digest for d in manifest.blobs)
+            for descriptor in manifest.blobs:
+                found[descriptor.digest] = max(found.get(descriptor.digest, 0.0), expires[entry])
         return found
 
-    async def _removeManifest(self, entry: Entry) -> None:
+    async def _remove(self, entry: Entry) -> None:
+        """
+        Remove an entry, as a delete would (a manifest's tags, referrer
+        link and revision; a blob's link), and its content with the last
+        entry that holds it.
+        """
         try:
-            # Its tags, its referrer link and its revision, as a delete would.
-            await self.registry.manifests(entry.name).delete(str(entry.digest))
+            if entry.kind == "manifests":
+                await self.registry.manifests(entry.name).delete(str(entry.digest))
+            else:
+                await self.registry.blobs(entry.name).delete(entry.digest)
         except RegistryError:
             pass  # Evicted meanwhile, by another instance on the same store.
-        self.cache.metrics.evictions["manifest"] += 1
-        if not await self._forget(entry):
-            await self._deleteContent(entry.digest, entry.size)
-        log.info("evicted manifest {name}@{digest}", name=entry.name, digest=entry.digest)
-
-    async def _unlinkBlob(self, entry: Entry) -> None:
-        try:
-            await self.registry.blobs(entry.name).delete(entry.digest)
-        except RegistryError:
-            pass
-        self.cache.metrics.evictions["blob"] += 1
-        await self._forget(entry)
-
-    async def _forget(self, entry: Entry) -> int:
-        """
-        Remove an entry; how many others still hold its content.
-        """
+        self.cache.metrics.evictions["manifest" if entry.kind == "manifests" else "blob"] += 1
         await self.cache.record.remove(entry)
         self._holders[entry.digest] -= 1
-        return self._holders[entry.digest]
+        if not self._holders[entry.digest]:
+            await self._deleteContent(entry.digest, entry.size)
+        if entry.kind == "manifests":
+            log.info("evicted manifest {name}@{digest}", name=entry.name, digest=entry.digest)
 
     async def _ownRepositories(self) -> list[str]:
         """

@@ -4,6 +4,7 @@ A registry: one store, its repositories and the rules it runs under.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from zope.interface import implementer
@@ -53,6 +54,17 @@ class Registry:
         self.uploads = Uploads(driver, uses)
         self.manifestCache: ContentCache[Digest, StoredManifest] = ContentCache(MANIFEST_CACHE_BYTES)
         self.blobSizes: ContentCache[Digest, int] = ContentCache(blobDescriptors)
+
+    def viewer(self) -> Registry:
+        """
+        The same registry (its store and caches) for reading that is no use
+        of content, such as the web UI's: nothing read through it is
+        recorded for garbage collection.
+        """
+        view = copy.copy(self)
+        view.uses = None
+        view.uploads = Uploads(self.driver, None)
+        return view
 
     def repository(self, name: str, namespace: str | None = None) -> Repository:
         # A registry serves one namespace: containerd's ?ns= names ours.

@@ -1,9 +1,13 @@
 """
 The pull-through cache: how often it answers from the store, the upstream
-bytes that saved, each upstream's state, and its size against C{maxsize}.
+bytes that saved, each upstream's state, its size against C{maxsize}, and
+what eviction will remove next.
 """
 
 from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
 
 from twisted.web.server import Request
 from twisted.web.template import Tag, tags
@@ -14,6 +18,13 @@ from txregistry.health import upstreamStatus
 from txregistry.ui import format
 from txregistry.ui.layout import table
 from txregistry.ui.page import Page
+
+if TYPE_CHECKING:
+    from txregistry.proxy import PullThroughCache
+    from txregistry.proxy.eviction import Removal
+
+#: The removals shown: what the next pass takes, or the next ttls to expire.
+UPCOMING = 20
 
 
 class CachePage(Page):
@@ -58,4 +69,42 @@ class CachePage(Page):
             ),
             tags.h2("Upstreams"),
             table(["Name", "URL", "Reachable", "Breaker", "Last error"], rows),
+            tags.h2("Next to be evicted"),
+            await _upcoming(cache),
         )
+
+
+async def _upcoming(cache: PullThroughCache) -> Tag:
+    # Here, not at the top: the proxy package (and treq) is imported only
+    # with a cache.
+    from txregistry.proxy import Eviction
+
+    removals = await Eviction(cache).upcoming(UPCOMING)
+    if not removals:
+        return tags.p("Nothing cached.", class_="empty")
+    rows = [
+        tags.tr(
+            tags.td("manifest" if r.entry.kind == "manifests" else "blob"),
+            tags.td(r.entry.name),
+            tags.td(tags.code(format.shortDigest(str(r.entry.digest))), title=str(r.entry.digest)),
+            tags.td(format.size(r.entry.size), class_="number"),
+            tags.td(_time(r.entry.pulled)),
+            tags.td(_why(r)),
+        )
+        for r in removals
+    ]
+    return table(["Kind", "Repository", "Digest", "Size", "Last pulled", "Why"], rows)
+
+
+def _why(removal: Removal) -> str:
+    from txregistry.proxy.eviction import MAXSIZE, TTL
+
+    if removal.why == TTL:
+        return f"ttl expired {_time(removal.at)}"
+    if removal.why == MAXSIZE:
+        return "over maxsize, least recently pulled"
+    return f"ttl expires {_time(removal.at)}"
+
+
+def _time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))

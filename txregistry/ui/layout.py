@@ -34,6 +34,7 @@ def document(title: str, body: Tag, withCache: bool) -> Tag:
             tags.meta(name="viewport", content="width=device-width, initial-scale=1"),
             tags.title(title, " \u2014 txregistry"),
             tags.link(rel="stylesheet", href="/ui/static/ui.css"),
+            tags.link(rel="icon", href="/ui/static/favicon.svg", type="image/svg+xml"),
             tags.script(src="/ui/static/ui.js", defer="defer"),
         ),
         tags.body(

@@ -57,16 +57,16 @@ class RepositoriesPage(Page):
         upstream = None if cache is None else await upstreamOf(cache, name)
         repository = self.shared.context.registry.repository(name)
         summary = _summaryCells(await repository.summary())
-        if upstream is not None:
-            # Counting a cached repository's tags would ask its upstream.
-            return upstream, tags.tr(
-                tags.td(link), tags.td("\u2014"), tags.td(upstream), *summary, **{"data-name": name}
-            )
+        # For a cache, the UI's registry is the store under it: a cached
+        # repository's count is of the tags cached, asking no upstream.
         try:
             count = str(len(await repository.tags()))
         except RegistryError:
             count = "\u2014"
-        return None, tags.tr(tags.td(link), tags.td(count, class_="number"), *summary, **{"data-name": name})
+        cells = [tags.td(link), tags.td(count, class_="number")]
+        if upstream is not None:
+            cells.append(tags.td(upstream))
+        return upstream, tags.tr(*cells, *summary, **{"data-name": name})
 
 
 #: The columns every table of repositories ends with, from L{_summaryCells}.

@@ -1,6 +1,6 @@
 """
-The UI's stylesheet and script, files of the package served as they are:
-the Content-Security-Policy allows no other.
+The UI's stylesheet, script and icon, files of the package served as they
+are: the Content-Security-Policy allows no other.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from twisted.web.server import Request
 from txregistry.ui.layout import CSP
 
 _DIRECTORY = os.path.join(os.path.dirname(__file__), "static")
-_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 
 class StaticFile(Resource):

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import attrs
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.util import Redirect
 
 from txregistry.errors import RegistryError
 from txregistry.logging import debugging, logger
@@ -213,7 +214,8 @@ def _routed(endpoint: Resource) -> Resource:
 class RootResource(Resource):
     """
     A site's root with the registry at C{/v2}, the web UI (if given) at
-    C{/ui}, and the OCI "not found" error everywhere else.
+    C{/ui} (and its icon at C{/favicon.ico}), and the OCI "not found" error
+    everywhere else.
     """
 
     def __init__(self, registry: RegistryResource, ui: Resource | None = None) -> None:
@@ -228,6 +230,9 @@ class RootResource(Resource):
             # Its pages pass the registry's guard themselves; not the
             # health gate, so that the status page can say what fails.
             return self.ui
+        if path == b"favicon.ico" and self.ui is not None:
+            # Asked for by browsers whatever a page links.
+            return Redirect(b"/ui/static/favicon.svg")
         self.registry._prepare(request)
         return self.registry.unhealthy() or notFound(
             request.path.decode("utf-8", "replace"), self.registry.context
