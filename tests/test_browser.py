@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -260,6 +261,9 @@ def test_repositories_page_and_its_filter(viewer: Viewer) -> None:
         for row in page.locator("tbody tr").all()
     }
     assert counts["app"] == "3" and counts["big"] == "2000" and counts["tools/scanner"] == "1"
+    app = page.locator('tbody tr[data-name="app"] td')
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", app.nth(2).inner_text())
+    assert re.fullmatch(r"[\d.]+ (B|KiB|MiB)", app.nth(3).inner_text())
     viewer.screenshot("repositories")
     # As one types, by the script.
     page.fill("input[data-filter]", "team")
@@ -375,6 +379,8 @@ def test_cache_page(browser: Browser, tmp_path: Any) -> None:
                 viewer.page.click("header >> text=Cache")
                 shown = viewer.text()
                 assert upstream.base in shown and "Hit ratio" in shown and "closed" in shown
+                # Nothing is due yet: what goes next, when its ttl expires.
+                assert "Next to be evicted" in shown and "library/app" in shown.split("Next to be evicted")[1]
                 viewer.screenshot("cache")
                 viewer.assertQuiet()
             finally:

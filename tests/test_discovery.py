@@ -54,7 +54,8 @@ async def test_tags_of_unknown_repository(registry: Client) -> None:
 @pytest_twisted.ensureDeferred
 async def test_bad_page_size(registry: Client) -> None:
     await registry.pushImage("r", "t", [b"x"])
-    for n in ("-1", "abc", "1e3"):
+    # "%C2%B2" is a superscript two: a digit to str.isdigit, not to int().
+    for n in ("-1", "abc", "1e3", "%C2%B2"):
         response = await registry.request("GET", f"/v2/r/tags/list?n={n}")
         assert (response.code, response.errorCode()) == (400, "PAGINATION_NUMBER_INVALID"), n
 

@@ -115,6 +115,31 @@ async def test_the_cache_page_shows_what_eviction_removes_next(tmp_path: Any) ->
             ]
 
 
+@pytest_twisted.ensureDeferred
+async def test_the_preview_is_read_once_however_often_it_is_viewed(tmp_path: Any) -> None:
+    """
+    Views of the cache page within half a minute share one reading of the
+    pull record: what is pulled meanwhile shows once that time is up.
+    """
+    async with upstreamRegistry(str(tmp_path / "upstream")) as upstream:
+        await upstream.client.pushImage("team/a", "v1", [b"a" * 100])
+        await upstream.client.pushImage("team/b", "v1", [b"b" * 100])
+        clock = wallClock()
+        config = proxyConfig(upstream.url, "  ttl: 1h\n") + UI
+        async with proxyRegistry(str(tmp_path / "proxy"), upstream.url, config=config, clock=clock) as proxy:
+            client = proxy.client
+            assert (await client.request("GET", "/v2/team/a/manifests/v1")).code == 200
+            await proxy.cache.settled()
+            first = upcoming(await page(client, "/ui/cache"))
+            assert [row[1] for row in first] == ["team/a"]
+            assert (await client.request("GET", "/v2/team/b/manifests/v1")).code == 200
+            await proxy.cache.settled()
+            clock.advance(20)
+            assert upcoming(await page(client, "/ui/cache")) == first
+            clock.advance(11)
+            assert [row[1] for row in upcoming(await page(client, "/ui/cache"))] == ["team/a", "team/b"]
+
+
 def files(root: str) -> dict[str, tuple[int, int]]:
     """
     Every file below C{root}, with its size and modification time.

@@ -54,6 +54,7 @@ from txregistry.storage import IReader
 
 if TYPE_CHECKING:
     # The fleet's, imported when one is joined.
+    from txregistry.proxy.eviction import Preview
     from txregistry.proxy.peer import PeerClient, PeerDownload
     from txregistry.registry.leases import Holder, Lease, Leases
 
@@ -233,6 +234,15 @@ class PullThroughCache:
                 "(proxy.allowpush: true allows them to repositories that no upstream serves)"
             )
         return Repository(self.registry, name, refusal)
+
+    @cached_property
+    def evictionPreview(self) -> Preview:
+        """
+        What eviction removes next, for the web UI's cache page.
+        """
+        from txregistry.proxy.eviction import Preview
+
+        return Preview(self)
 
     @cached_property
     def own(self) -> OwnRepositories:

@@ -15,6 +15,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from txregistry.errors import RegistryError
+from txregistry.flight import SingleFlight
 from txregistry.logging import logger
 from txregistry.manifest import parseManifest
 from txregistry.proxy.cache import PullThroughCache
@@ -207,6 +208,43 @@ class Eviction:
         await self.registry.deleteContent(digest)
         self.cache.metrics.evictedBytes += size
         log.info("evicted blob {digest}", digest=digest)
+
+
+class Preview:
+    """
+    What eviction removes next, for those who look (the web UI's cache
+    page): one L{Eviction.upcoming} for all who ask while it runs, and its
+    answer kept for C{maxAge} seconds of the cache's clock, or until
+    eviction removes something, so that however often it is looked at, the
+    pull record and the cached manifests are read at most once in that
+    time.
+    """
+
+    def __init__(self, cache: PullThroughCache, limit: int = 20, maxAge: float = 30.0) -> None:
+        self.cache = cache
+        self.limit = limit
+        self.maxAge = maxAge
+        self._flight: SingleFlight[list[Removal]] = SingleFlight()
+        self._answer: tuple[float, int, list[Removal]] | None = None
+
+    async def removals(self) -> list[Removal]:
+        """
+        What eviction removes next, as of at most C{maxAge} seconds ago.
+        """
+        if self._answer is not None:
+            asked, evicted, removals = self._answer
+            if self.cache.clock.seconds() - asked < self.maxAge and evicted == self._evicted():
+                return removals
+        return await self._flight.run("upcoming", self._look)
+
+    def _evicted(self) -> int:
+        return sum(self.cache.metrics.evictions.values())
+
+    async def _look(self) -> list[Removal]:
+        asked, evicted = self.cache.clock.seconds(), self._evicted()
+        removals = await Eviction(self.cache).upcoming(self.limit)
+        self._answer = (asked, evicted, removals)
+        return removals
 
 
 def evict(eviction: Eviction) -> Deferred[None]:

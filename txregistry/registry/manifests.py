@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 import attrs
-from twisted.internet.defer import Deferred, FirstError, gatherResults
 
 from txregistry.errors import RegistryError
+from txregistry.logging import logger
 from txregistry.manifest import Manifest, isForeign, parseManifest, storedMediaType
 from txregistry.reference import Digest, checkTag, looksLikeDigest, lookupTag
 from txregistry.registry.blobs import Blobs
@@ -21,6 +21,8 @@ from txregistry.registry.links import deleteIfPresent, exists, readLink, writeLi
 from txregistry.registry.tags import Tags
 from txregistry.registry.uses import UseRecord
 from txregistry.storage import IStorageDriver, PathNotFound, layout
+
+log = logger(__name__)
 
 
 @attrs.frozen
@@ -32,9 +34,6 @@ class StoredManifest:
 
 #: Manifest contents kept in memory, by digest, for each registry.
 MANIFEST_CACHE_BYTES = 16 * 1024 * 1024
-
-#: Blob sizes looked up at once when a push totals its repository's.
-_SIZES_AT_ONCE = 16
 
 
 @attrs.frozen
@@ -72,17 +71,20 @@ class Manifests:
         self.cache.put(digest, stored, len(content))
         return stored
 
-    async def _checkReferences(self, manifest: Manifest) -> None:
+    async def _checkReferences(self, manifest: Manifest) -> dict[Digest, int]:
+        """
+        Check that the repository has everything C{manifest} references:
+        the size of each blob it names, by digest.
+        """
         blobs = Blobs(self.driver, self.name, self.blobSizes, self.uses)
-        claimed: set[Digest] = set()
+        claimed: dict[Digest, int] = {}
         for descriptor in manifest.blobs:
             if isForeign(descriptor) or descriptor.digest in claimed:
                 # A digest named again is claimed once: a manifest that
                 # repeats one costs the store one write for it, not many.
                 continue
-            claimed.add(descriptor.digest)
             try:
-                await blobs.claim(descriptor.digest)
+                claimed[descriptor.digest] = await blobs.claim(descriptor.digest)
             except RegistryError:
                 raise RegistryError(
                     "MANIFEST_BLOB_UNKNOWN",
@@ -98,6 +100,7 @@ class Manifests:
                     "the index references a manifest this repository does not have",
                     {"digest": str(child.digest)},
                 )
+        return claimed
 
     async def put(self, reference: str, content: bytes, contentType: str | None) -> Manifest:
         """
@@ -118,40 +121,32 @@ class Manifests:
             tag = checkTag(reference)
             digest = Digest.of(content)
         manifest = parseManifest(content, contentType)
-        await self._checkReferences(manifest)
+        sizes = await self._checkReferences(manifest)
         await self.store(digest, content, manifest, tag)
-        await self._recordPush()
+        try:
+            await self._recordPush(manifest, sizes)
+        except Exception:
+            # The push took effect: a record not written is a summary
+            # out of date, not a push to fail (and to send no event for).
+            log.failure("the record of a push to {name} was not written", name=self.name)
         return manifest
 
-    async def _recordPush(self) -> None:
+    async def _recordPush(self, manifest: Manifest, sizes: dict[Digest, int]) -> None:
         """
         Record that the repository was pushed to (by the store's clock: the
-        record's modification time) and the size of the blobs it holds now,
-        so that neither costs more than the record to read. Pushes by every
-        instance on the store write the same record, and the last one's
-        total stands until the next push: blobs unlinked or collected
-        meanwhile still count.
+        record's modification time) and the size of the image pushed: its
+        blobs, each once, and for an index those of its manifests. It costs
+        the push one write (and for an index a read of each manifest, most
+        likely cached, as its client pushed it just before), whatever the
+        repository holds, and every push's record is right for that push.
         """
-        size = await self._heldSize()
+        for child in {child.digest for child in manifest.children}:
+            stored = await self.get(str(child))
+            for descriptor in parseManifest(stored.content, stored.mediaType).blobs:
+                if not isForeign(descriptor):
+                    sizes.setdefault(descriptor.digest, descriptor.size)
+        size = sum(sizes.values())
         await self.driver.putContent(layout.lastPush(self.name), json.dumps({"size": size}).encode())
-
-    async def _heldSize(self) -> int:
-        """
-        The size of each blob the repository links, counted once.
-        """
-        blobs = Blobs(self.driver, self.name, self.blobSizes)
-        digests = await _linkedDigests(self.driver, self.name)
-        total = 0
-        for start in range(0, len(digests), _SIZES_AT_ONCE):
-            batch = digests[start : start + _SIZES_AT_ONCE]
-            try:
-                sizes = await gatherResults(
-                    [Deferred.fromCoroutine(_linkedSize(blobs, d)) for d in batch], consumeErrors=True
-                )
-            except FirstError as e:
-                e.subFailure.raiseException()
-            total += sum(sizes)
-        return total
 
     async def summary(self) -> RepositorySummary:
         """
@@ -165,7 +160,7 @@ class Manifests:
             return RepositorySummary()
         try:
             size = json.loads(content)["size"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             size = None
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             size = None
@@ -215,34 +210,3 @@ class Manifests:
             )
         await deleteIfPresent(self.driver, layout.revisionLink(self.name, stored.digest))
         return untagged
-
-
-async def _linkedDigests(driver: IStorageDriver, name: str) -> list[Digest]:
-    """
-    The digests of repository C{name}'s layer directories; a directory
-    whose link is gone may be among them.
-    """
-    found = []
-    try:
-        algorithms = await driver.list(layout.layers(name))
-    except PathNotFound:
-        return []
-    for algorithm in algorithms:
-        try:
-            entries = await driver.list(algorithm)
-        except PathNotFound:
-            continue
-        for entry in entries:
-            try:
-                found.append(Digest.parse(f"{layout.basename(algorithm)}:{layout.basename(entry)}"))
-            except RegistryError:
-                continue
-    return found
-
-
-async def _linkedSize(blobs: Blobs, digest: Digest) -> int:
-    try:
-        return await blobs.size(digest)
-    except RegistryError:
-        # Unlinked, or its content collected: the repository holds none of it.
-        return 0

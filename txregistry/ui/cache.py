@@ -6,7 +6,6 @@ what eviction will remove next.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from twisted.web.server import Request
@@ -77,9 +76,7 @@ class CachePage(Page):
 async def _upcoming(cache: PullThroughCache) -> Tag:
     # Here, not at the top: the proxy package (and treq) is imported only
     # with a cache.
-    from txregistry.proxy import Eviction
-
-    removals = await Eviction(cache).upcoming(UPCOMING)
+    removals = (await cache.evictionPreview.removals())[:UPCOMING]
     if not removals:
         return tags.p("Nothing cached.", class_="empty")
     rows = [
@@ -107,4 +104,4 @@ def _why(removal: Removal) -> str:
 
 
 def _time(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    return f"{format.timestamp(seconds)} UTC"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.server import Request
 from twisted.web.template import Tag, tags
 
@@ -16,6 +15,7 @@ from txregistry.auth import CATALOG, Access, Identity
 from txregistry.errors import RegistryError
 from txregistry.registry import RepositorySummary
 from txregistry.ui import format
+from txregistry.ui.concurrently import concurrently
 from txregistry.ui.layout import table
 from txregistry.ui.origin import upstreamOf
 from txregistry.ui.page import Page, pageLink
@@ -36,7 +36,7 @@ class RepositoriesPage(Page):
             identity, query(request, "last"), PAGE_SIZE, (lambda name: wanted in name) if wanted else None
         )
         page = listing.names
-        rows = await gatherResults([Deferred.fromCoroutine(self._row(name)) for name in page])
+        rows = await concurrently(self._row(name) for name in page)
         body = [_filterForm(wanted)]
         if self.shared.cache is None:
             body.append(_rows([row for _, row in rows], ["Repository", "Tags"]))
@@ -72,7 +72,10 @@ class RepositoriesPage(Page):
 #: The columns every table of repositories ends with, from L{_summaryCells}.
 SUMMARY_HEADINGS = ["Last push (UTC)", "Size"]
 
-_SIZE_MEANS = "the blobs (layers and configs) the repository held at its last push, each counted once"
+_SIZE_MEANS = (
+    "the blobs (config and layers) of the image last pushed, each counted once;"
+    " an index's, of all its platforms"
+)
 
 
 def _summaryCells(summary: RepositorySummary) -> list[Tag]:

@@ -5,12 +5,12 @@ image config say, and the C{docker pull} line for it.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.server import Request
 from twisted.web.template import Tag, tags
 
 from txregistry.auth import Identity
 from txregistry.ui import format
+from txregistry.ui.concurrently import concurrently
 from txregistry.ui.images import image
 from txregistry.ui.layout import copyable, table
 from txregistry.ui.page import PullPage, pageLink, pullHost, repositoryName
@@ -30,7 +30,7 @@ class RepositoryPage(PullPage):
         repository = self.shared.context.registry.repository(name)
         listing = await repository.tagPage(query(request, "last"), PAGE_SIZE)
         page = listing.names
-        images = await gatherResults([Deferred.fromCoroutine(image(repository, tag)) for tag in page])
+        images = await concurrently(image(repository, tag) for tag in page)
         host = pullHost(self.shared.context, request)
         rows = []
         for tag, found in zip(page, images, strict=True):

@@ -172,7 +172,7 @@ class Context:
 def parseInt(text: str | None, what: str, error: str = "PAGINATION_NUMBER_INVALID") -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise RegistryError(error, f"{what} must be a non-negative integer", {what: text})
     return int(text)
 
