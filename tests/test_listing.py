@@ -351,3 +351,27 @@ async def test_a_cached_repository_pages_its_one_tag_list(tmp_path: Any) -> None
             pages = await walkPages(proxy.client, "/v2/team/app/tags/list?n=2", "tags")
             assert pages == [["t0", "t1"], ["t2", "t3"], ["t4", "t5"], ["t6", "t7"], ["t8"]]
             assert upstream.counting.count("GET", "/v2/team/app/tags/list") == 1
+
+
+@pytest.mark.skipif(ReferenceRegistry.binary is None, reason="the reference registry is not installed")
+@pytest_twisted.ensureDeferred
+async def test_catalog_page_sizes_as_the_reference_has_them(fsRegistry: Client) -> None:
+    """
+    Asked for no size, a catalog page is 100 names with a Link to the next,
+    as registry:2's; more than catalog.maxentries (1,000) is refused.
+    """
+    await seed(fsRegistry, [f"r{i:03d}" for i in range(130)])
+    reference = ReferenceRegistry(fsRegistry.root)  # type: ignore[attr-defined]
+    reference.start()
+    try:
+        theirs = SyncClient(reference.port)
+        expected = theirs.request("GET", "/v2/_catalog")
+        ours = await fsRegistry.request("GET", "/v2/_catalog")
+        assert ours.json() == json.loads(expected.body) and len(ours.json()["repositories"]) == 100
+        assert ours.header("link") == '</v2/_catalog?n=100&last=r099>; rel="next"'
+        assert theirs.request("GET", "/v2/_catalog?n=1001").status == 400
+        refused = await fsRegistry.request("GET", "/v2/_catalog?n=1001")
+        assert (refused.code, refused.errorCode()) == (400, "PAGINATION_NUMBER_INVALID")
+        assert len((await fsRegistry.request("GET", "/v2/_catalog?n=1000")).json()["repositories"]) == 130
+    finally:
+        reference.stop()

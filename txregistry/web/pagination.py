@@ -9,19 +9,25 @@ from urllib.parse import urlencode
 
 from twisted.web.server import Request
 
+from txregistry.errors import RegistryError
 from txregistry.registry import Listing
 from txregistry.web.context import parseInt, query
 
 
-def pageAsked(request: Request, limit: int | None = None) -> tuple[int | None, str | None]:
+def pageAsked(
+    request: Request, default: int | None = None, limit: int | None = None
+) -> tuple[int | None, str | None]:
     """
     The page size (C{n}; C{None}: the whole listing) and the name it follows
-    (C{last}) that C{request} asks for. C{limit} caps the page size, and is
-    the size of a page when the client gives none.
+    (C{last}) that C{request} asks for. A page is C{default} names when the
+    client gives no size, and one larger than C{limit} is refused with
+    C{PAGINATION_NUMBER_INVALID}, as registry:2's catalog refuses it.
     """
     n = parseInt(query(request, "n"), "n")
-    if limit is not None:
-        n = limit if n is None else min(n, limit)
+    if n is None:
+        n = default
+    elif limit is not None and n > limit:
+        raise RegistryError("PAGINATION_NUMBER_INVALID", f"n must be at most {limit}", {"n": n, "max": limit})
     return n, query(request, "last")
 
 
