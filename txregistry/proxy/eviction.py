@@ -218,6 +218,9 @@ class Preview:
     eviction removes something, so that however often it is looked at, the
     pull record and the cached manifests are read at most once in that
     time.
+
+    @param limit: how many removals are shown: what the next pass takes,
+        then what the next ttls to expire let go.
     """
 
     def __init__(self, cache: PullThroughCache, limit: int = 20, maxAge: float = 30.0) -> None:

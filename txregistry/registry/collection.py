@@ -211,7 +211,7 @@ class GarbageCollector:
             self.trace(name)
             await self._step()
             await self._markRepository(name, marker, untagged)
-            for digest in await _digestsBelow(self.driver, f"{layout.repository(name)}/_layers", 2):
+            for digest in await _digestsBelow(self.driver, layout.layers(name), 2):
                 links.setdefault(digest, []).append(name)
         removable = [u for u in untagged if u.digest not in marker.marked]
         for entry in removable:

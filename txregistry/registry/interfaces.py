@@ -99,8 +99,9 @@ class Listing:
 class RepositorySummary:
     """
     What a repository's last push left on record: when it was (seconds
-    since the epoch, by the store's clock) and the size of the distinct
-    blobs (layers, configs) the repository then held. Both are C{None}
+    since the epoch, by the store's clock) and the size of the image pushed
+    (its distinct blobs, configs and layers; an index's, those of all its
+    manifests). Both are C{None}
     where there is no record: a repository not pushed to since the record
     was kept (or by registry:2), or a cache's.
     """

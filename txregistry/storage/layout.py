@@ -16,7 +16,7 @@ it does not look:
     /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>/link
 
 So is the record of a repository's last push (when: the file's
-modification time; the size of the blobs it then held: the content), in a
+modification time; the size of the image pushed: the content), in a
 directory, as registry:2's walk of the repositories stops looking at a
 directory's entries at the first file named with a leading C{_}:
 

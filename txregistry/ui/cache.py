@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from txregistry.proxy import PullThroughCache
     from txregistry.proxy.eviction import Removal
 
-#: The removals shown: what the next pass takes, or the next ttls to expire.
-UPCOMING = 20
-
 
 class CachePage(Page):
     title = "Cache"
@@ -76,7 +73,7 @@ class CachePage(Page):
 async def _upcoming(cache: PullThroughCache) -> Tag:
     # Here, not at the top: the proxy package (and treq) is imported only
     # with a cache.
-    removals = (await cache.evictionPreview.removals())[:UPCOMING]
+    removals = await cache.evictionPreview.removals()
     if not removals:
         return tags.p("Nothing cached.", class_="empty")
     rows = [
